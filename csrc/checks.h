@@ -1,0 +1,35 @@
+// Argument validation shared by the CPU and CUDA registrations. Every check runs
+// before any write, so a rejected call leaves all of its inputs untouched, and
+// every message names the offending argument.
+#pragma once
+#include <ATen/core/Tensor.h>
+#include <c10/util/ArrayRef.h>
+
+namespace nytorch_ext {
+
+// A float32/float64/float16/bfloat16 tensor; rejects integer, bool and complex.
+void check_floating(const at::Tensor& t, const char* name);
+
+// `t` matches `ref` in dtype, device and shape (no broadcasting, no promotion).
+void check_same(const at::Tensor& t, const char* name, const at::Tensor& ref,
+                const char* ref_name);
+
+// Writable outputs and every input of the in-place/out/multi forms must be contiguous.
+void check_contiguous(const at::Tensor& t, const char* name);
+
+// `out` may be exactly `in` (same memory) or disjoint from it; a partial overlap
+// cannot be honoured by an element-wise kernel.
+void check_out_alias(const at::Tensor& out, const at::Tensor& in, const char* in_name);
+
+// Validates the list forms: equal lengths, per-index dtype/device/shape agreement,
+// one dtype and one device across the lists (the Python layer groups mixed lists),
+// contiguity, and aliasing: outs pairwise disjoint; outs[i] may equal
+// inputs[j][i] exactly but overlap no other input. A `broadcast` input list of
+// length 1 is shared by every index and may not overlap any output.
+struct NamedList {
+  c10::ArrayRef<at::Tensor> tensors;
+  const char* name;
+};
+void check_multi(NamedList outs, c10::ArrayRef<NamedList> inputs);
+
+}  // namespace nytorch_ext

@@ -1,0 +1,128 @@
+// CUDA registrations: validate (shared with CPU), make the tensors' device
+// current, fetch PyTorch's current stream for it, and call the launchers in
+// kernels.cu. Only device-generic c10 APIs are used here, so this file compiles
+// against a CPU-only PyTorch and the whole CUDA-enabled extension links anywhere.
+#include <vector>
+
+#include <c10/core/DeviceGuard.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
+#include <torch/library.h>
+
+#include "../ops.h"
+#include "launchers.h"
+
+namespace nytorch_ext {
+
+int cuda_runtime_version() { return cuda_launch::runtime_version(); }
+
+namespace {
+
+cuda_launch::DType launch_dtype(const at::Tensor& t) {
+  switch (t.scalar_type()) {
+    case at::kFloat: return cuda_launch::DType::Float32;
+    case at::kDouble: return cuda_launch::DType::Float64;
+    case at::kHalf: return cuda_launch::DType::Float16;
+    case at::kBFloat16: return cuda_launch::DType::BFloat16;
+    default: TORCH_CHECK_TYPE(false, "unsupported dtype ", t.scalar_type());
+  }
+}
+
+// PyTorch's current CUDA stream on `device`, as an opaque cudaStream_t.
+void* current_stream(const c10::Device& device) {
+  const auto* impl = c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA);
+  return impl->getStream(device).native_handle();
+}
+
+void check_launch(const char* error, const char* op) {
+  TORCH_CHECK(error == nullptr, "nytorch_ext::", op, ": CUDA launch failed: ", error);
+}
+
+void axpby_out_cuda(double a, const at::Tensor& x, double b, const at::Tensor& y,
+                    const at::Tensor& out) {
+  validate_binary_out(out, x, y);
+  c10::DeviceGuard guard(out.device());
+  check_launch(cuda_launch::axpby(launch_dtype(out), out.data_ptr(), x.const_data_ptr(),
+                                  y.const_data_ptr(), out.numel(), a, b,
+                                  current_stream(out.device())),
+               "axpby_out");
+}
+
+void blend_out_cuda(const at::Tensor& x, const at::Tensor& y, double alpha,
+                    const at::Tensor& out) {
+  validate_binary_out(out, x, y);
+  c10::DeviceGuard guard(out.device());
+  check_launch(cuda_launch::blend(launch_dtype(out), out.data_ptr(), x.const_data_ptr(),
+                                  y.const_data_ptr(), out.numel(), alpha,
+                                  current_stream(out.device())),
+               "blend_out");
+}
+
+void lincomb_out_cuda(c10::ArrayRef<double> coeffs, at::TensorList tensors, double bias,
+                      const at::Tensor& out) {
+  validate_lincomb_out(out, coeffs, tensors);
+  c10::DeviceGuard guard(out.device());
+  std::vector<const void*> inputs;
+  inputs.reserve(tensors.size());
+  for (const auto& t : tensors) inputs.push_back(t.const_data_ptr());
+  check_launch(cuda_launch::lincomb(launch_dtype(out), out.data_ptr(), inputs.data(),
+                                    coeffs.data(), static_cast<int64_t>(inputs.size()),
+                                    out.numel(), bias, current_stream(out.device())),
+               "lincomb_out");
+}
+
+
+void multi_axpby_cuda(at::TensorList outs, double a, at::TensorList xs, double b,
+                      at::TensorList ys) {
+  validate_multi_axpby(outs, xs, ys);
+  if (outs.empty()) return;
+  c10::DeviceGuard guard(outs[0].device());
+  const size_t n = outs.size();
+  std::vector<void*> out_ptrs(n);
+  std::vector<const void*> x_ptrs(n), y_ptrs(n);
+  std::vector<int64_t> sizes(n);
+  for (size_t i = 0; i < n; ++i) {
+    out_ptrs[i] = outs[i].data_ptr();
+    x_ptrs[i] = xs[i].const_data_ptr();
+    y_ptrs[i] = ys[i].const_data_ptr();
+    sizes[i] = outs[i].numel();
+  }
+  check_launch(cuda_launch::multi_axpby(launch_dtype(outs[0]), out_ptrs.data(), x_ptrs.data(),
+                                        y_ptrs.data(), sizes.data(), static_cast<int64_t>(n),
+                                        a, b, current_stream(outs[0].device())),
+               "multi_axpby_");
+}
+
+void multi_blend_cuda(at::TensorList targets, at::TensorList sources,
+                      c10::ArrayRef<double> alphas) {
+  validate_multi_blend(targets, sources, alphas);
+  if (targets.empty()) return;
+  c10::DeviceGuard guard(targets[0].device());
+  const size_t n = targets.size();
+  std::vector<void*> target_ptrs(n);
+  std::vector<const void*> source_ptrs(sources.size());
+  std::vector<int64_t> sizes(n);
+  for (size_t i = 0; i < n; ++i) {
+    target_ptrs[i] = targets[i].data_ptr();
+    sizes[i] = targets[i].numel();
+  }
+  for (size_t i = 0; i < sources.size(); ++i) source_ptrs[i] = sources[i].const_data_ptr();
+  check_launch(cuda_launch::multi_blend(launch_dtype(targets[0]), target_ptrs.data(),
+                                        source_ptrs.data(),
+                                        static_cast<int64_t>(source_ptrs.size()),
+                                        alphas.data(), static_cast<int64_t>(alphas.size()),
+                                        sizes.data(), static_cast<int64_t>(n),
+                                        current_stream(targets[0].device())),
+               "multi_blend_");
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(nytorch_ext, CUDA, m) {
+  m.impl("axpby_out", &axpby_out_cuda);
+  m.impl("blend_out", &blend_out_cuda);
+  m.impl("lincomb_out", &lincomb_out_cuda);
+  m.impl("multi_axpby_", &multi_axpby_cuda);
+  m.impl("multi_blend_", &multi_blend_cuda);
+}
+
+}  // namespace nytorch_ext

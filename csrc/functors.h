@@ -1,0 +1,55 @@
+// Per-element math for every nytorch_ext kernel, written once and shared by the
+// CPU (at::vec::Vectorized and scalar tail) and CUDA (scalar opmath) code.
+//
+// Each functor is templated on the value type V it is applied to, so the same
+// expression serves a scalar `float`/`double` and an `at::vec::Vectorized<float>`:
+// both support `V(scalar)`, `+`, `-` and `*`. Coefficients are stored in the
+// "opmath" type T (float for float/half/bfloat16 tensors, double for double).
+//
+// This header must stay free of PyTorch includes: nvcc compiles it on machines
+// whose PyTorch is CPU-only.
+#pragma once
+
+#if defined(__CUDACC__)
+#define NYT_HD __host__ __device__ __forceinline__
+#else
+#define NYT_HD inline
+#endif
+
+namespace nytorch_ext {
+
+// out = a*x + b*y
+template <typename T>
+struct AxpbyOp {
+  T a, b;
+  template <typename V>
+  NYT_HD V operator()(const V& x, const V& y) const {
+    return V(a) * x + V(b) * y;
+  }
+};
+
+// out = (1-w)*x + w*y, as the two-sided lerp PyTorch uses (ATen/native/Lerp.h):
+// exact at w == 0 (returns x) and at w == 1 (returns y). The branch is on the
+// scalar weight, so it is uniform across a vector and a warp.
+template <typename T>
+struct BlendOp {
+  T w;
+  template <typename V>
+  NYT_HD V operator()(const V& x, const V& y) const {
+    const V diff = y - x;
+    return (w < T(0.5)) ? x + V(w) * diff : y - diff * V(T(1) - w);
+  }
+};
+
+// out = sum_k c[k]*x[k] + bias, accumulated left to right in opmath.
+template <typename T>
+struct LincombOp {
+  template <typename V>
+  NYT_HD static V first(T c, const V& x) { return V(c) * x; }
+  template <typename V>
+  NYT_HD static V next(const V& acc, T c, const V& x) { return acc + V(c) * x; }
+  template <typename V>
+  NYT_HD static V finish(const V& acc, T bias) { return acc + V(bias); }
+};
+
+}  // namespace nytorch_ext

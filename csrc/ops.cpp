@@ -1,0 +1,215 @@
+// Op schemas (declared once), the shared argument validation, the CPU
+// registrations, the device-generic functional forms, and the Python module
+// `nytorch_ext._C`, whose import registers all of it with the dispatcher.
+#include <Python.h>
+
+#include <string>
+
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/ops/empty_like.h>
+#include <torch/library.h>
+
+#include "checks.h"
+#include "cpu/kernels.h"
+#include "ops.h"
+
+namespace nytorch_ext {
+
+// ----------------------------------------------------------------- validation
+
+void validate_binary_out(const at::Tensor& out, const at::Tensor& x, const at::Tensor& y) {
+  check_floating(x, "x");
+  check_same(y, "y", x, "x");
+  check_same(out, "out", x, "x");
+  check_contiguous(out, "out");
+  check_contiguous(x, "x");
+  check_contiguous(y, "y");
+  check_out_alias(out, x, "x");
+  check_out_alias(out, y, "y");
+}
+
+void validate_lincomb_out(const at::Tensor& out, c10::ArrayRef<double> coeffs,
+                          at::TensorList tensors) {
+  TORCH_CHECK_VALUE(!coeffs.empty(), "coeffs must not be empty");
+  TORCH_CHECK_VALUE(coeffs.size() == tensors.size(), "coeffs has ", coeffs.size(),
+                    " entries but tensors has ", tensors.size());
+  check_floating(tensors[0], "tensors[0]");
+  for (size_t k = 0; k < tensors.size(); ++k) {
+    const auto name = "tensors[" + std::to_string(k) + "]";
+    check_same(tensors[k], name.c_str(), tensors[0], "tensors[0]");
+    check_contiguous(tensors[k], name.c_str());
+  }
+  check_same(out, "out", tensors[0], "tensors[0]");
+  check_contiguous(out, "out");
+  for (size_t k = 0; k < tensors.size(); ++k) {
+    check_out_alias(out, tensors[k], ("tensors[" + std::to_string(k) + "]").c_str());
+  }
+}
+
+void validate_multi_axpby(at::TensorList outs, at::TensorList xs, at::TensorList ys) {
+  TORCH_CHECK_VALUE(xs.size() == outs.size(), "xs has ", xs.size(),
+                    " tensors but outs has ", outs.size());
+  TORCH_CHECK_VALUE(ys.size() == outs.size(), "ys has ", ys.size(),
+                    " tensors but outs has ", outs.size());
+  const NamedList inputs[] = {{xs, "xs"}, {ys, "ys"}};
+  check_multi({outs, "outs"}, inputs);
+}
+
+void validate_multi_blend(at::TensorList targets, at::TensorList sources,
+                          c10::ArrayRef<double> alphas) {
+  TORCH_CHECK_VALUE(!sources.empty() || targets.empty(), "sources must not be empty");
+  TORCH_CHECK_VALUE(alphas.size() == 1 || alphas.size() == targets.size(), "alphas has ",
+                    alphas.size(), " entries but targets has ", targets.size(),
+                    " (give one alpha, or one per target)");
+  const NamedList inputs[] = {{sources, "sources"}};
+  check_multi({targets, "targets"}, inputs);
+}
+
+// ------------------------------------------------------------ CPU registrations
+
+namespace {
+
+void axpby_out_cpu(double a, const at::Tensor& x, double b, const at::Tensor& y,
+                   const at::Tensor& out) {
+  validate_binary_out(out, x, y);
+  cpu::axpby(out, a, x, b, y);
+}
+
+void blend_out_cpu(const at::Tensor& x, const at::Tensor& y, double alpha,
+                   const at::Tensor& out) {
+  validate_binary_out(out, x, y);
+  cpu::blend(out, x, y, alpha);
+}
+
+void lincomb_out_cpu(c10::ArrayRef<double> coeffs, at::TensorList tensors, double bias,
+                     const at::Tensor& out) {
+  validate_lincomb_out(out, coeffs, tensors);
+  cpu::lincomb(out, coeffs, tensors, bias);
+}
+
+void multi_axpby_cpu(at::TensorList outs, double a, at::TensorList xs, double b,
+                     at::TensorList ys) {
+  validate_multi_axpby(outs, xs, ys);
+  cpu::multi_axpby(outs, a, xs, b, ys);
+}
+
+void multi_blend_cpu(at::TensorList targets, at::TensorList sources,
+                     c10::ArrayRef<double> alphas) {
+  validate_multi_blend(targets, sources, alphas);
+  cpu::multi_blend(targets, sources, alphas);
+}
+
+// ----------------------------------------- functional forms, for every device
+
+// The allocating forms accept non-contiguous inputs by copying them once; the
+// result is always a new contiguous tensor written by the `_out` kernel.
+at::Tensor axpby(double a, const at::Tensor& x, double b, const at::Tensor& y) {
+  check_floating(x, "x");
+  check_same(y, "y", x, "x");
+  auto out = at::empty_like(x, at::MemoryFormat::Contiguous);
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("nytorch_ext::axpby_out", "")
+                       .typed<void(double, const at::Tensor&, double, const at::Tensor&,
+                                   const at::Tensor&)>();
+  op.call(a, x.contiguous(), b, y.contiguous(), out);
+  return out;
+}
+
+at::Tensor blend(const at::Tensor& x, const at::Tensor& y, double alpha) {
+  check_floating(x, "x");
+  check_same(y, "y", x, "x");
+  auto out = at::empty_like(x, at::MemoryFormat::Contiguous);
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("nytorch_ext::blend_out", "")
+                       .typed<void(const at::Tensor&, const at::Tensor&, double,
+                                   const at::Tensor&)>();
+  op.call(x.contiguous(), y.contiguous(), alpha, out);
+  return out;
+}
+
+at::Tensor lincomb(c10::ArrayRef<double> coeffs, at::TensorList tensors, double bias) {
+  TORCH_CHECK_VALUE(!coeffs.empty(), "coeffs must not be empty");
+  TORCH_CHECK_VALUE(coeffs.size() == tensors.size(), "coeffs has ", coeffs.size(),
+                    " entries but tensors has ", tensors.size());
+  check_floating(tensors[0], "tensors[0]");
+  std::vector<at::Tensor> contiguous;
+  contiguous.reserve(tensors.size());
+  for (const auto& t : tensors) contiguous.push_back(t.contiguous());
+  auto out = at::empty_like(tensors[0], at::MemoryFormat::Contiguous);
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("nytorch_ext::lincomb_out", "")
+                       .typed<void(c10::ArrayRef<double>, at::TensorList, double,
+                                   const at::Tensor&)>();
+  op.call(coeffs, contiguous, bias, out);
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(nytorch_ext, m) {
+  m.def("axpby(float a, Tensor x, float b, Tensor y) -> Tensor");
+  m.def("axpby_out(float a, Tensor x, float b, Tensor y, *, Tensor(a!) out) -> ()");
+  m.def("blend(Tensor x, Tensor y, float alpha) -> Tensor");
+  m.def("blend_out(Tensor x, Tensor y, float alpha, *, Tensor(a!) out) -> ()");
+  m.def("lincomb(float[] coeffs, Tensor[] tensors, float bias=0.) -> Tensor");
+  m.def("lincomb_out(float[] coeffs, Tensor[] tensors, float bias, *, Tensor(a!) out) -> ()");
+  m.def("multi_axpby_(Tensor(a!)[] outs, float a, Tensor[] xs, float b, Tensor[] ys) -> ()");
+  m.def("multi_blend_(Tensor(a!)[] targets, Tensor[] sources, float[] alphas) -> ()");
+}
+
+TORCH_LIBRARY_IMPL(nytorch_ext, CompositeExplicitAutograd, m) {
+  m.impl("axpby", &axpby);
+  m.impl("blend", &blend);
+  m.impl("lincomb", &lincomb);
+}
+
+TORCH_LIBRARY_IMPL(nytorch_ext, CPU, m) {
+  m.impl("axpby_out", &axpby_out_cpu);
+  m.impl("blend_out", &blend_out_cpu);
+  m.impl("lincomb_out", &lincomb_out_cpu);
+  m.impl("multi_axpby_", &multi_axpby_cpu);
+  m.impl("multi_blend_", &multi_blend_cpu);
+}
+
+#ifdef NYTORCH_EXT_WITH_CUDA
+int cuda_runtime_version();  // cuda/ops_cuda.cpp
+#endif
+
+}  // namespace nytorch_ext
+
+// ---------------------------------------------------------- the Python module
+
+namespace {
+
+// build_info() -> dict: what this binary was compiled with.
+PyObject* build_info(PyObject*, PyObject*) {
+  PyObject* info = PyDict_New();
+  if (!info) return nullptr;
+  auto set = [&](const char* key, PyObject* value) {
+    if (value) {
+      PyDict_SetItemString(info, key, value);
+      Py_DECREF(value);
+    }
+  };
+  set("cpu", PyUnicode_FromString(nytorch_ext::cpu::simd_name()));
+#ifdef NYTORCH_EXT_WITH_CUDA
+  set("cuda", Py_NewRef(Py_True));
+  set("cuda_runtime_version", PyLong_FromLong(nytorch_ext::cuda_runtime_version()));
+#else
+  set("cuda", Py_NewRef(Py_False));
+#endif
+  return info;
+}
+
+PyMethodDef methods[] = {
+    {"build_info", build_info, METH_NOARGS, "What this binary was compiled with."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C",
+                      "nytorch_ext compiled kernels; importing registers torch.ops.nytorch_ext.",
+                      -1, methods};
+
+}  // namespace
+
+PyMODINIT_FUNC PyInit__C(void) { return PyModule_Create(&module); }

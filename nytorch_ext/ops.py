@@ -1,0 +1,225 @@
+"""Fused parameter-arithmetic ops: each reads every input once and writes every
+output once, in one pass over memory.
+
+=====================================  =========================================
+``axpby(a, x, b, y, *, out=None)``     ``a*x + b*y``
+``blend(x, y, alpha, *, out=None)``    ``(1-alpha)*x + alpha*y``, exact at 0 and 1
+``lincomb(coeffs, tensors, bias=0.)``  ``sum_k coeffs[k]*tensors[k] + bias``
+``axpby_ / blend_ / lincomb_``         the same, written into the first tensor
+``multi_axpby_(outs, a, xs, b, ys)``   ``outs[i] = a*xs[i] + b*ys[i]``
+``multi_blend_(targets, src, alphas)`` ``targets[i] = blend(targets[i], src, alpha_i)``
+=====================================  =========================================
+
+Rules shared by every op:
+
+* dtypes float32, float64, float16, bfloat16; half types are computed in float32
+  and rounded once, float64 in float64. No type promotion, no broadcasting: all
+  tensors of one call share dtype, device and shape, else a ``TypeError``,
+  ``RuntimeError`` or ``ValueError`` names the argument.
+* The allocating forms accept non-contiguous inputs and copy them once. The
+  in-place, ``out=`` and list forms require contiguous tensors and never copy.
+* ``out`` may be exactly an input (that is how the in-place forms work); a partial
+  overlap is rejected. Rejected calls leave every tensor untouched.
+* NaN and Inf propagate as IEEE arithmetic says (``0*inf`` is NaN).
+* List forms run one fused launch per (device, dtype) group of the list.
+
+The ops are registered as ``torch.ops.nytorch_ext.*`` custom ops (with fake
+implementations, so they trace under ``torch.compile(fullgraph=True)``, and
+autograd formulas for the allocating forms). If the compiled extension is missing
+they run on plain PyTorch ops instead; see :func:`backend_info`.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from typing import Sequence
+
+import torch
+
+from . import _checks, _fallback
+from ._extension import _C, BUILD_INFO, LOAD_ERROR
+
+__all__ = [
+    "axpby", "axpby_", "blend", "blend_", "lincomb", "lincomb_",
+    "multi_axpby_", "multi_blend_", "is_compiled", "backend_info",
+]
+
+Tensor = torch.Tensor
+
+
+# --------------------------------------------------------------------- backend
+
+def is_compiled() -> bool:
+    """True when the compiled kernels (``nytorch_ext._C``) are loaded."""
+    return _C is not None
+
+
+def backend_info() -> dict:
+    """Which implementation serves each device, and why.
+
+    Returns a dict with keys ``"cpu"`` and ``"cuda"`` (``"compiled"`` or
+    ``"pytorch-fallback"``), ``"cpu_simd"`` (what the CPU kernels were vectorized
+    for), ``"cuda_runtime_version"`` (when CUDA kernels are compiled) and
+    ``"load_error"`` (why ``_C`` did not load, else ``None``).
+    """
+    cuda_compiled = bool(BUILD_INFO.get("cuda"))
+    return {
+        "cpu": "compiled" if _C is not None else "pytorch-fallback",
+        "cuda": "compiled" if cuda_compiled else "pytorch-fallback",
+        "cpu_simd": BUILD_INFO.get("cpu"),
+        "cuda_runtime_version": BUILD_INFO.get("cuda_runtime_version"),
+        "load_error": LOAD_ERROR,
+    }
+
+
+if _C is not None:
+    _lib = torch.ops.nytorch_ext
+    _axpby, _axpby_out = _lib.axpby.default, _lib.axpby_out.default
+    _blend, _blend_out = _lib.blend.default, _lib.blend_out.default
+    _lincomb, _lincomb_out = _lib.lincomb.default, _lib.lincomb_out.default
+    _multi_axpby, _multi_blend = _lib.multi_axpby_.default, _lib.multi_blend_.default
+else:
+    _axpby, _axpby_out = _fallback.axpby, _fallback.axpby_out
+    _blend, _blend_out = _fallback.blend, _fallback.blend_out
+    _lincomb, _lincomb_out = _fallback.lincomb, _fallback.lincomb_out
+    _multi_axpby, _multi_blend = _fallback.multi_axpby_, _fallback.multi_blend_
+
+
+# ------------------------------------------------------------ argument helpers
+
+def _scalar(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, Tensor)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    if isinstance(value, Tensor):
+        if value.numel() != 1 or value.is_complex():
+            raise TypeError(f"{name} must be a real number or a one-element real tensor")
+        value = value.item()
+    return float(value)
+
+
+def _scalars(values, name: str) -> list[float]:
+    if isinstance(values, Tensor):
+        values = values.tolist()
+    if not isinstance(values, Sequence) or isinstance(values, (str, bytes)):
+        raise TypeError(f"{name} must be a sequence of numbers, got {type(values).__name__}")
+    return [_scalar(v, f"{name}[{i}]") for i, v in enumerate(values)]
+
+
+def _tensor_list(values, name: str) -> list[Tensor]:
+    if isinstance(values, Tensor) or not isinstance(values, Sequence):
+        raise TypeError(f"{name} must be a list or tuple of tensors, got {type(values).__name__}")
+    values = list(values)
+    for i, t in enumerate(values):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name}[{i}] must be a tensor, got {type(t).__name__}")
+    return values
+
+
+def _groups(tensors: list[Tensor]) -> list[list[int]] | None:
+    """Indices grouped by (device, dtype), or None when the list is one group."""
+    keys = [(t.device, t.dtype) for t in tensors]
+    if len(set(keys)) <= 1:
+        return None
+    groups: dict = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
+
+
+# ------------------------------------------------------------- single-tensor ops
+
+def axpby(a, x: Tensor, b, y: Tensor, *, out: Tensor | None = None) -> Tensor:
+    """``a*x + b*y`` in one pass. With ``out=`` the result is written there
+    (``out`` may be ``x`` or ``y``) and ``out`` is returned."""
+    a, b = _scalar(a, "a"), _scalar(b, "b")
+    if out is None:
+        return _axpby(a, x, b, y)
+    _axpby_out(a, x, b, y, out=out)
+    return out
+
+
+def axpby_(a, x: Tensor, b, y: Tensor) -> Tensor:
+    """In place: ``x <- a*x + b*y``. Returns ``x``."""
+    return axpby(a, x, b, y, out=x)
+
+
+def blend(x: Tensor, y: Tensor, alpha, *, out: Tensor | None = None) -> Tensor:
+    """``(1-alpha)*x + alpha*y`` with the two-sided lerp formula, so the result is
+    exactly ``x`` at ``alpha == 0`` and exactly ``y`` at ``alpha == 1``."""
+    alpha = _scalar(alpha, "alpha")
+    if out is None:
+        return _blend(x, y, alpha)
+    _blend_out(x, y, alpha, out=out)
+    return out
+
+
+def blend_(x: Tensor, y: Tensor, alpha) -> Tensor:
+    """In place: ``x <- (1-alpha)*x + alpha*y``. Returns ``x``."""
+    return blend(x, y, alpha, out=x)
+
+
+def lincomb(coeffs: Sequence[float], tensors: Sequence[Tensor], bias=0.0, *,
+            out: Tensor | None = None) -> Tensor:
+    """``sum_k coeffs[k]*tensors[k] + bias`` for any number of tensors, one pass
+    over memory (on CUDA one pass for up to 16 tensors, one more per 15 beyond)."""
+    coeffs = _scalars(coeffs, "coeffs")
+    tensors = _tensor_list(tensors, "tensors")
+    bias = _scalar(bias, "bias")
+    if out is None:
+        return _lincomb(coeffs, tensors, bias)
+    _lincomb_out(coeffs, tensors, bias, out=out)
+    return out
+
+
+def lincomb_(coeffs: Sequence[float], tensors: Sequence[Tensor], bias=0.0) -> Tensor:
+    """In place into the first tensor: ``tensors[0] <- sum_k coeffs[k]*tensors[k] + bias``."""
+    tensors = _tensor_list(tensors, "tensors")
+    if not tensors:
+        raise ValueError("tensors must not be empty")
+    return lincomb(coeffs, tensors, bias, out=tensors[0])
+
+
+# --------------------------------------------------------------- multi-tensor ops
+
+def multi_axpby_(outs: Sequence[Tensor], a, xs: Sequence[Tensor], b, ys: Sequence[Tensor]) -> list[Tensor]:
+    """``outs[i] <- a*xs[i] + b*ys[i]`` for every i; ``outs[i]`` may be ``xs[i]`` or
+    ``ys[i]``. One fused launch per (device, dtype) group. Returns ``outs``."""
+    outs, xs, ys = _tensor_list(outs, "outs"), _tensor_list(xs, "xs"), _tensor_list(ys, "ys")
+    a, b = _scalar(a, "a"), _scalar(b, "b")
+    groups = _groups(outs)
+    if groups is None:
+        _multi_axpby(outs, a, xs, b, ys)
+        return outs
+    # Several groups: validate the whole call first, so a rejection writes nothing.
+    _checks.multi_axpby(outs, xs, ys, one_group=False)
+    for idx in groups:
+        _multi_axpby(_pick(outs, idx), a, _pick(xs, idx), b, _pick(ys, idx))
+    return outs
+
+
+def multi_blend_(targets: Sequence[Tensor], source, alphas) -> list[Tensor]:
+    """The APSO subset update: ``targets[i] <- (1-alpha_i)*targets[i] + alpha_i*src_i``.
+
+    ``source`` is one tensor shared by all targets (which must not overlap it) or a
+    list with one tensor per target; ``alphas`` is one number or one per target.
+    One fused launch per (device, dtype) group. Returns ``targets``."""
+    targets = _tensor_list(targets, "targets")
+    sources = [source] if isinstance(source, Tensor) else _tensor_list(source, "source")
+    if isinstance(alphas, (Sequence, Tensor)) and not (isinstance(alphas, Tensor) and alphas.dim() == 0):
+        alphas = _scalars(alphas, "alphas")
+    else:
+        alphas = [_scalar(alphas, "alphas")]
+    groups = _groups(targets)
+    if groups is None:
+        _multi_blend(targets, sources, alphas)
+        return targets
+    _checks.multi_blend(targets, sources, alphas, one_group=False)
+    for idx in groups:
+        _multi_blend(_pick(targets, idx), _pick(sources, idx), _pick(alphas, idx))
+    return targets
+
+
+def _pick(values: list, idx: list[int]) -> list:
+    """The entries of a per-index list at ``idx``; a one-entry (shared) list as is."""
+    return values if len(values) == 1 else [values[i] for i in idx]
