@@ -74,6 +74,8 @@ def backend_info() -> dict:
 
 
 if _C is not None:
+    from . import _registrations  # noqa: F401  (fakes, autograd, CUDA fallback)
+
     _lib = torch.ops.nytorch_ext
     _axpby, _axpby_out = _lib.axpby.default, _lib.axpby_out.default
     _blend, _blend_out = _lib.blend.default, _lib.blend_out.default
