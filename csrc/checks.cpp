@@ -1,7 +1,6 @@
 #include "checks.h"
 
 #include <algorithm>
-#include <string>
 #include <vector>
 
 #include <c10/util/Exception.h>
@@ -22,13 +21,15 @@ Span span_of(const at::Tensor& t, int64_t index) {
 
 bool overlaps(const Span& a, const Span& b) { return a.begin < b.end && b.begin < a.end; }
 
-std::string item(const char* name, int64_t i) {
-  return std::string(name) + "[" + std::to_string(i) + "]";
-}
-
 }  // namespace
 
-void check_floating(const at::Tensor& t, const char* name) {
+std::ostream& operator<<(std::ostream& os, const ArgName& arg) {
+  os << arg.name;
+  if (arg.index >= 0) os << '[' << arg.index << ']';
+  return os;
+}
+
+void check_floating(const at::Tensor& t, const ArgName& name) {
   TORCH_CHECK_TYPE(t.defined(), name, " must be a tensor, got an undefined tensor");
   const auto st = t.scalar_type();
   TORCH_CHECK_TYPE(st == at::kFloat || st == at::kDouble || st == at::kHalf ||
@@ -36,8 +37,8 @@ void check_floating(const at::Tensor& t, const char* name) {
                    name, " must be float32, float64, float16 or bfloat16, got ", st);
 }
 
-void check_same(const at::Tensor& t, const char* name, const at::Tensor& ref,
-                const char* ref_name) {
+void check_same(const at::Tensor& t, const ArgName& name, const at::Tensor& ref,
+                const ArgName& ref_name) {
   check_floating(t, name);
   TORCH_CHECK_TYPE(t.scalar_type() == ref.scalar_type(), name, " has dtype ",
                    t.scalar_type(), " but ", ref_name, " has dtype ", ref.scalar_type());
@@ -47,13 +48,13 @@ void check_same(const at::Tensor& t, const char* name, const at::Tensor& ref,
                     ref_name, " has shape ", ref.sizes());
 }
 
-void check_contiguous(const at::Tensor& t, const char* name) {
+void check_contiguous(const at::Tensor& t, const ArgName& name) {
   TORCH_CHECK(t.is_contiguous(), name,
               " must be contiguous (call .contiguous() first); in-place, out= and list "
               "forms never copy");
 }
 
-void check_out_alias(const at::Tensor& out, const at::Tensor& in, const char* in_name) {
+void check_out_alias(const at::Tensor& out, const at::Tensor& in, const ArgName& in_name) {
   if (out.numel() == 0 || in.numel() == 0) return;
   const Span o = span_of(out, 0), i = span_of(in, 0);
   TORCH_CHECK(!overlaps(o, i) || (o.begin == i.begin && o.end == i.end),
@@ -72,11 +73,11 @@ void check_multi(NamedList outs, c10::ArrayRef<NamedList> inputs) {
   if (n == 0) return;
 
   const at::Tensor& first = outs.tensors[0];
-  check_floating(first, item(outs.name, 0).c_str());
+  check_floating(first, ArgName(outs.name, 0));
   for (int64_t i = 0; i < n; ++i) {
-    const auto out_name = item(outs.name, i);
+    const ArgName out_name(outs.name, i);
     const at::Tensor& out = outs.tensors[i];
-    check_floating(out, out_name.c_str());
+    check_floating(out, out_name);
     TORCH_CHECK_TYPE(out.scalar_type() == first.scalar_type(), out_name, " has dtype ",
                      out.scalar_type(), " but ", outs.name, "[0] has dtype ",
                      first.scalar_type(),
@@ -84,13 +85,13 @@ void check_multi(NamedList outs, c10::ArrayRef<NamedList> inputs) {
     TORCH_CHECK(out.device() == first.device(), out_name, " is on ", out.device(),
                 " but ", outs.name, "[0] is on ", first.device(),
                 " (one device per call; nytorch_ext.ops groups mixed lists)");
-    check_contiguous(out, out_name.c_str());
+    check_contiguous(out, out_name);
     for (const auto& in : inputs) {
       const bool shared = in.tensors.size() == 1 && n > 1;
-      const auto in_name = item(in.name, shared ? 0 : i);
+      const ArgName in_name(in.name, shared ? 0 : i);
       const at::Tensor& t = in.tensors[shared ? 0 : i];
-      check_floating(t, in_name.c_str());
-      check_contiguous(t, in_name.c_str());
+      check_floating(t, in_name);
+      check_contiguous(t, in_name);
       TORCH_CHECK_TYPE(t.scalar_type() == out.scalar_type(), in_name, " has dtype ",
                        t.scalar_type(), " but ", out_name, " has dtype ", out.scalar_type());
       TORCH_CHECK(t.device() == out.device(), in_name, " is on ", t.device(), " but ",
@@ -111,8 +112,9 @@ void check_multi(NamedList outs, c10::ArrayRef<NamedList> inputs) {
   std::sort(out_spans.begin(), out_spans.end(),
             [](const Span& a, const Span& b) { return a.begin < b.begin; });
   for (size_t k = 1; k < out_spans.size(); ++k) {
-    TORCH_CHECK(!overlaps(out_spans[k - 1], out_spans[k]), item(outs.name, out_spans[k - 1].index),
-                " and ", item(outs.name, out_spans[k].index),
+    TORCH_CHECK(!overlaps(out_spans[k - 1], out_spans[k]),
+                ArgName(outs.name, out_spans[k - 1].index), " and ",
+                ArgName(outs.name, out_spans[k].index),
                 " overlap: every output must be written exactly once");
   }
   for (const auto& in : inputs) {
@@ -130,8 +132,8 @@ void check_multi(NamedList outs, c10::ArrayRef<NamedList> inputs) {
       for (auto it = lo; it != hi; ++it) {
         const bool same_index_exact =
             !shared && it->index == j && it->begin == s.begin && it->end == s.end;
-        TORCH_CHECK(same_index_exact, item(in.name, j), " overlaps ",
-                    item(outs.name, it->index),
+        TORCH_CHECK(same_index_exact, ArgName(in.name, j), " overlaps ",
+                    ArgName(outs.name, it->index),
                     shared ? ": a shared input may not be written by the same call"
                            : ": an input may alias only its own output, exactly");
       }

@@ -2,24 +2,36 @@
 // before any write, so a rejected call leaves all of its inputs untouched, and
 // every message names the offending argument.
 #pragma once
+#include <ostream>
+
 #include <ATen/core/Tensor.h>
 #include <c10/util/ArrayRef.h>
 
 namespace nytorch_ext {
 
+// An argument's name for error messages, "xs" or "xs[3]", formatted only when a
+// check fails: the list checks run once per tensor on the hot path.
+struct ArgName {
+  const char* name;
+  int64_t index = -1;
+  ArgName(const char* n) : name(n) {}  // NOLINT: implicit from a plain name
+  ArgName(const char* n, int64_t i) : name(n), index(i) {}
+};
+std::ostream& operator<<(std::ostream& os, const ArgName& arg);
+
 // A float32/float64/float16/bfloat16 tensor; rejects integer, bool and complex.
-void check_floating(const at::Tensor& t, const char* name);
+void check_floating(const at::Tensor& t, const ArgName& name);
 
 // `t` matches `ref` in dtype, device and shape (no broadcasting, no promotion).
-void check_same(const at::Tensor& t, const char* name, const at::Tensor& ref,
-                const char* ref_name);
+void check_same(const at::Tensor& t, const ArgName& name, const at::Tensor& ref,
+                const ArgName& ref_name);
 
 // Writable outputs and every input of the in-place/out/multi forms must be contiguous.
-void check_contiguous(const at::Tensor& t, const char* name);
+void check_contiguous(const at::Tensor& t, const ArgName& name);
 
 // `out` may be exactly `in` (same memory) or disjoint from it; a partial overlap
 // cannot be honoured by an element-wise kernel.
-void check_out_alias(const at::Tensor& out, const at::Tensor& in, const char* in_name);
+void check_out_alias(const at::Tensor& out, const at::Tensor& in, const ArgName& in_name);
 
 // Validates the list forms: equal lengths, per-index dtype/device/shape agreement,
 // one dtype and one device across the lists (the Python layer groups mixed lists),

@@ -3,8 +3,6 @@
 // `nytorch_ext._C`, whose import registers all of it with the dispatcher.
 #include <Python.h>
 
-#include <string>
-
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/empty_like.h>
 #include <torch/library.h>
@@ -33,16 +31,16 @@ void validate_lincomb_out(const at::Tensor& out, c10::ArrayRef<double> coeffs,
   TORCH_CHECK_VALUE(!coeffs.empty(), "coeffs must not be empty");
   TORCH_CHECK_VALUE(coeffs.size() == tensors.size(), "coeffs has ", coeffs.size(),
                     " entries but tensors has ", tensors.size());
-  check_floating(tensors[0], "tensors[0]");
-  for (size_t k = 0; k < tensors.size(); ++k) {
-    const auto name = "tensors[" + std::to_string(k) + "]";
-    check_same(tensors[k], name.c_str(), tensors[0], "tensors[0]");
-    check_contiguous(tensors[k], name.c_str());
+  check_floating(tensors[0], ArgName("tensors", 0));
+  const ArgName first("tensors", 0);
+  for (int64_t k = 0; k < static_cast<int64_t>(tensors.size()); ++k) {
+    check_same(tensors[k], ArgName("tensors", k), tensors[0], first);
+    check_contiguous(tensors[k], ArgName("tensors", k));
   }
-  check_same(out, "out", tensors[0], "tensors[0]");
+  check_same(out, "out", tensors[0], ArgName("tensors", 0));
   check_contiguous(out, "out");
-  for (size_t k = 0; k < tensors.size(); ++k) {
-    check_out_alias(out, tensors[k], ("tensors[" + std::to_string(k) + "]").c_str());
+  for (int64_t k = 0; k < static_cast<int64_t>(tensors.size()); ++k) {
+    check_out_alias(out, tensors[k], ArgName("tensors", k));
   }
 }
 
@@ -131,7 +129,7 @@ at::Tensor lincomb(c10::ArrayRef<double> coeffs, at::TensorList tensors, double 
   TORCH_CHECK_VALUE(!coeffs.empty(), "coeffs must not be empty");
   TORCH_CHECK_VALUE(coeffs.size() == tensors.size(), "coeffs has ", coeffs.size(),
                     " entries but tensors has ", tensors.size());
-  check_floating(tensors[0], "tensors[0]");
+  check_floating(tensors[0], ArgName("tensors", 0));
   std::vector<at::Tensor> contiguous;
   contiguous.reserve(tensors.size());
   for (const auto& t : tensors) contiguous.push_back(t.contiguous());

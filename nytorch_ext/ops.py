@@ -112,21 +112,18 @@ def _tensor_list(values, name: str) -> list[Tensor]:
     if isinstance(values, Tensor) or not isinstance(values, Sequence):
         raise TypeError(f"{name} must be a list or tuple of tensors, got {type(values).__name__}")
     values = list(values)
-    for i, t in enumerate(values):
-        if not isinstance(t, Tensor):
-            raise TypeError(f"{name}[{i}] must be a tensor, got {type(t).__name__}")
+    if not all(isinstance(t, Tensor) for t in values):
+        i = next(i for i, t in enumerate(values) if not isinstance(t, Tensor))
+        raise TypeError(f"{name}[{i}] must be a tensor, got {type(values[i]).__name__}")
     return values
 
 
 def _groups(tensors: list[Tensor]) -> list[list[int]] | None:
     """Indices grouped by (device, dtype), or None when the list is one group."""
-    keys = [(t.device, t.dtype) for t in tensors]
-    if len(set(keys)) <= 1:
-        return None
     groups: dict = {}
-    for i, key in enumerate(keys):
-        groups.setdefault(key, []).append(i)
-    return list(groups.values())
+    for i, t in enumerate(tensors):
+        groups.setdefault((t.device, t.dtype), []).append(i)
+    return list(groups.values()) if len(groups) > 1 else None
 
 
 # ------------------------------------------------------------- single-tensor ops
@@ -189,10 +186,13 @@ def multi_axpby_(outs: Sequence[Tensor], a, xs: Sequence[Tensor], b, ys: Sequenc
     ``ys[i]``. One fused launch per (device, dtype) group. Returns ``outs``."""
     outs, xs, ys = _tensor_list(outs, "outs"), _tensor_list(xs, "xs"), _tensor_list(ys, "ys")
     a, b = _scalar(a, "a"), _scalar(b, "b")
-    groups = _groups(outs)
-    if groups is None:
+    try:  # the common case, one (device, dtype) group, costs no Python per tensor
         _multi_axpby(outs, a, xs, b, ys)
         return outs
+    except (RuntimeError, TypeError):  # rejected before any write
+        groups = _groups(outs)
+        if groups is None:
+            raise
     # Several groups: validate the whole call first, so a rejection writes nothing.
     _checks.multi_axpby(outs, xs, ys, one_group=False)
     for idx in groups:
@@ -212,10 +212,13 @@ def multi_blend_(targets: Sequence[Tensor], source, alphas) -> list[Tensor]:
         alphas = _scalars(alphas, "alphas")
     else:
         alphas = [_scalar(alphas, "alphas")]
-    groups = _groups(targets)
-    if groups is None:
+    try:
         _multi_blend(targets, sources, alphas)
         return targets
+    except (RuntimeError, TypeError):
+        groups = _groups(targets)
+        if groups is None:
+            raise
     _checks.multi_blend(targets, sources, alphas, one_group=False)
     for idx in groups:
         _multi_blend(_pick(targets, idx), _pick(sources, idx), _pick(alphas, idx))
