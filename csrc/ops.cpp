@@ -5,6 +5,9 @@
 
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/empty_like.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/core/GradMode.h>
+#include <torch/csrc/autograd/variable.h>
 #include <torch/library.h>
 
 #include "checks.h"
@@ -159,6 +162,42 @@ TORCH_LIBRARY_IMPL(nytorch_ext, CompositeExplicitAutograd, m) {
   m.impl("axpby", &axpby);
   m.impl("blend", &blend);
   m.impl("lincomb", &lincomb);
+}
+
+// Autograd for the mutating ops: they have no derivative, so writing a tensor
+// that requires grad while grad mode is on is an error (as it is for a leaf in
+// torch); otherwise run the kernel and bump the version counter of every tensor
+// written, so autograd notices when a tensor saved for backward was overwritten.
+void mutating_op_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet keys,
+                          torch::jit::Stack* stack) {
+  const auto& args = op.schema().arguments();
+  const size_t first = stack->size() - args.size();
+  std::vector<at::Tensor> written;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const auto* alias = args[i].alias_info();
+    if (alias == nullptr || !alias->isWrite()) continue;
+    const c10::IValue& value = (*stack)[first + i];
+    if (value.isTensor()) {
+      written.push_back(value.toTensor());
+    } else if (value.isTensorList()) {
+      for (const at::Tensor& t : value.toTensorList()) written.push_back(t);
+    }
+  }
+  if (c10::GradMode::is_enabled()) {
+    for (const auto& t : written) {
+      TORCH_CHECK(!t.requires_grad(), op.schema().name(),
+                  " writes a tensor that requires grad; these in-place ops are not "
+                  "differentiable: call them under torch.no_grad()");
+    }
+  }
+  op.redispatchBoxed(keys & c10::after_ADInplaceOrView_keyset, stack);
+  for (const auto& t : written) torch::autograd::impl::bump_version(t);
+}
+
+TORCH_LIBRARY_IMPL(nytorch_ext, Autograd, m) {
+  for (const char* name : {"axpby_out", "blend_out", "lincomb_out", "multi_axpby_", "multi_blend_"}) {
+    m.impl(name, torch::CppFunction::makeFromBoxedFunction<&mutating_op_autograd>());
+  }
 }
 
 TORCH_LIBRARY_IMPL(nytorch_ext, CPU, m) {

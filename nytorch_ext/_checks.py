@@ -3,6 +3,9 @@
 They mirror csrc/checks.cpp and csrc/ops.cpp exactly (same exception types, the
 same argument names in the messages), so both backends accept and reject the
 same calls, and every check runs before any write.
+
+``aliasing=False`` skips the memory-overlap checks, which need real data
+pointers: the fake implementations (FakeTensor, meta) run every other rule.
 """
 from __future__ import annotations
 
@@ -46,6 +49,13 @@ def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
 
 
+def overlaps(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two tensors share any memory (both non-empty, same device)."""
+    if a.numel() == 0 or b.numel() == 0 or a.device != b.device or a.device.type == "meta":
+        return False
+    return _overlap(_span(a), _span(b))
+
+
 def out_alias(out: torch.Tensor, inp: torch.Tensor, in_name: str) -> None:
     if out.numel() == 0 or inp.numel() == 0:
         return
@@ -56,17 +66,18 @@ def out_alias(out: torch.Tensor, inp: torch.Tensor, in_name: str) -> None:
         )
 
 
-def binary_out(out, x, y) -> None:
+def binary_out(out, x, y, aliasing: bool = True) -> None:
     floating(x, "x")
     same(y, "y", x, "x")
     same(out, "out", x, "x")
     for t, name in ((out, "out"), (x, "x"), (y, "y")):
         contiguous(t, name)
-    out_alias(out, x, "x")
-    out_alias(out, y, "y")
+    if aliasing:
+        out_alias(out, x, "x")
+        out_alias(out, y, "y")
 
 
-def lincomb_out(out, coeffs: Sequence[float], tensors: Sequence[torch.Tensor]) -> None:
+def lincomb_out(out, coeffs: Sequence[float], tensors: Sequence[torch.Tensor], aliasing: bool = True) -> None:
     if len(coeffs) == 0:
         raise ValueError("coeffs must not be empty")
     if len(coeffs) != len(tensors):
@@ -78,7 +89,8 @@ def lincomb_out(out, coeffs: Sequence[float], tensors: Sequence[torch.Tensor]) -
     same(out, "out", tensors[0], "tensors[0]")
     contiguous(out, "out")
     for k, t in enumerate(tensors):
-        out_alias(out, t, f"tensors[{k}]")
+        if aliasing:
+            out_alias(out, t, f"tensors[{k}]")
 
 
 def multi(
@@ -86,6 +98,7 @@ def multi(
     outs_name: str,
     inputs: Sequence[tuple[Sequence[torch.Tensor], str]],
     one_group: bool = True,
+    aliasing: bool = True,
 ) -> None:
     """List rules; ``one_group=False`` admits several (device, dtype) groups, which
     the public API then launches one group at a time."""
@@ -115,6 +128,8 @@ def multi(
             contiguous(tensors[j], f"{name}[{j}]")
             same(tensors[j], f"{name}[{j}]", out, out_name)
 
+    if not aliasing:
+        return
     spans = sorted((_span(o), i) for i, o in enumerate(outs) if o.numel() > 0)
     for (a, i), (b, j) in zip(spans, spans[1:]):
         if _overlap(a, b):
@@ -135,19 +150,19 @@ def multi(
                     raise RuntimeError(f"{name}[{j}] overlaps {outs_name}[{i}]: {reason}")
 
 
-def multi_axpby(outs, xs, ys, one_group: bool = True) -> None:
+def multi_axpby(outs, xs, ys, one_group: bool = True, aliasing: bool = True) -> None:
     if len(xs) != len(outs):
         raise ValueError(f"xs has {len(xs)} tensors but outs has {len(outs)}")
     if len(ys) != len(outs):
         raise ValueError(f"ys has {len(ys)} tensors but outs has {len(outs)}")
-    multi(outs, "outs", [(xs, "xs"), (ys, "ys")], one_group)
+    multi(outs, "outs", [(xs, "xs"), (ys, "ys")], one_group, aliasing)
 
 
-def multi_blend(targets, sources, alphas, one_group: bool = True) -> None:
+def multi_blend(targets, sources, alphas, one_group: bool = True, aliasing: bool = True) -> None:
     if len(sources) == 0 and len(targets) > 0:
         raise ValueError("sources must not be empty")
     if not (len(alphas) == 1 or len(alphas) == len(targets)):
         raise ValueError(
             f"alphas has {len(alphas)} entries but targets has {len(targets)} (give one alpha, or one per target)"
         )
-    multi(targets, "targets", [(sources, "sources")], one_group)
+    multi(targets, "targets", [(sources, "sources")], one_group, aliasing)

@@ -9,7 +9,7 @@ import warnings
 
 import torch
 
-from . import _fallback
+from . import _checks, _fallback
 from ._extension import BUILD_INFO
 
 _NS = "nytorch_ext::"
@@ -20,45 +20,60 @@ def _new_like(t: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------ fakes
+# They run the same rules as the kernels (less the overlap checks, which need
+# real memory), so bad input fails at trace time and a stray meta tensor among
+# real ones is rejected rather than silently computing nothing.
 
 @torch.library.register_fake(_NS + "axpby")
 def _axpby_fake(a, x, b, y):
+    _checks.floating(x, "x")
+    _checks.same(y, "y", x, "x")
     return _new_like(x)
 
 
 @torch.library.register_fake(_NS + "blend")
 def _blend_fake(x, y, alpha):
+    _checks.floating(x, "x")
+    _checks.same(y, "y", x, "x")
     return _new_like(x)
 
 
 @torch.library.register_fake(_NS + "lincomb")
 def _lincomb_fake(coeffs, tensors, bias=0.0):
+    # The allocating form copies non-contiguous inputs, so no contiguity rule here.
+    if len(coeffs) == 0:
+        raise ValueError("coeffs must not be empty")
+    if len(coeffs) != len(tensors):
+        raise ValueError(f"coeffs has {len(coeffs)} entries but tensors has {len(tensors)}")
+    _checks.floating(tensors[0], "tensors[0]")
+    for k, t in enumerate(tensors):
+        _checks.same(t, f"tensors[{k}]", tensors[0], "tensors[0]")
     return _new_like(tensors[0])
 
 
 @torch.library.register_fake(_NS + "axpby_out")
 def _axpby_out_fake(a, x, b, y, *, out):
-    return None
+    _checks.binary_out(out, x, y, aliasing=False)
 
 
 @torch.library.register_fake(_NS + "blend_out")
 def _blend_out_fake(x, y, alpha, *, out):
-    return None
+    _checks.binary_out(out, x, y, aliasing=False)
 
 
 @torch.library.register_fake(_NS + "lincomb_out")
 def _lincomb_out_fake(coeffs, tensors, bias, *, out):
-    return None
+    _checks.lincomb_out(out, coeffs, tensors, aliasing=False)
 
 
 @torch.library.register_fake(_NS + "multi_axpby_")
 def _multi_axpby_fake(outs, a, xs, b, ys):
-    return None
+    _checks.multi_axpby(outs, xs, ys, aliasing=False)
 
 
 @torch.library.register_fake(_NS + "multi_blend_")
 def _multi_blend_fake(targets, sources, alphas):
-    return None
+    _checks.multi_blend(targets, sources, alphas, aliasing=False)
 
 
 # --------------------------------------------------------------------- autograd

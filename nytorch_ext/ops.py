@@ -138,9 +138,16 @@ def axpby(a, x: Tensor, b, y: Tensor, *, out: Tensor | None = None) -> Tensor:
     return out
 
 
+def _inplace_target(t, name: str) -> Tensor:
+    """The in-place forms write into ``t``: report its problems under its own name."""
+    _checks.floating(t, name)
+    _checks.contiguous(t, name)
+    return t
+
+
 def axpby_(a, x: Tensor, b, y: Tensor) -> Tensor:
     """In place: ``x <- a*x + b*y``. Returns ``x``."""
-    return axpby(a, x, b, y, out=x)
+    return axpby(a, x, b, y, out=_inplace_target(x, "x"))
 
 
 def blend(x: Tensor, y: Tensor, alpha, *, out: Tensor | None = None) -> Tensor:
@@ -155,7 +162,7 @@ def blend(x: Tensor, y: Tensor, alpha, *, out: Tensor | None = None) -> Tensor:
 
 def blend_(x: Tensor, y: Tensor, alpha) -> Tensor:
     """In place: ``x <- (1-alpha)*x + alpha*y``. Returns ``x``."""
-    return blend(x, y, alpha, out=x)
+    return blend(x, y, alpha, out=_inplace_target(x, "x"))
 
 
 def lincomb(coeffs: Sequence[float], tensors: Sequence[Tensor], bias=0.0, *,
@@ -176,7 +183,7 @@ def lincomb_(coeffs: Sequence[float], tensors: Sequence[Tensor], bias=0.0) -> Te
     tensors = _tensor_list(tensors, "tensors")
     if not tensors:
         raise ValueError("tensors must not be empty")
-    return lincomb(coeffs, tensors, bias, out=tensors[0])
+    return lincomb(coeffs, tensors, bias, out=_inplace_target(tensors[0], "tensors[0]"))
 
 
 # --------------------------------------------------------------- multi-tensor ops
@@ -186,13 +193,15 @@ def multi_axpby_(outs: Sequence[Tensor], a, xs: Sequence[Tensor], b, ys: Sequenc
     ``ys[i]``. One fused launch per (device, dtype) group. Returns ``outs``."""
     outs, xs, ys = _tensor_list(outs, "outs"), _tensor_list(xs, "xs"), _tensor_list(ys, "ys")
     a, b = _scalar(a, "a"), _scalar(b, "b")
-    try:  # the common case, one (device, dtype) group, costs no Python per tensor
-        _multi_axpby(outs, a, xs, b, ys)
-        return outs
-    except (RuntimeError, TypeError):  # rejected before any write
-        groups = _groups(outs)
-        if groups is None:
-            raise
+    groups = _groups(outs) if torch.compiler.is_compiling() else None  # fakes validate nothing
+    if groups is None:
+        try:  # the common case, one (device, dtype) group, costs no Python per tensor
+            _multi_axpby(outs, a, xs, b, ys)
+            return outs
+        except (RuntimeError, TypeError):  # rejected before any write
+            groups = _groups(outs)
+            if groups is None:
+                raise
     # Several groups: validate the whole call first, so a rejection writes nothing.
     _checks.multi_axpby(outs, xs, ys, one_group=False)
     for idx in groups:
@@ -207,18 +216,26 @@ def multi_blend_(targets: Sequence[Tensor], source, alphas) -> list[Tensor]:
     list with one tensor per target; ``alphas`` is one number or one per target.
     One fused launch per (device, dtype) group. Returns ``targets``."""
     targets = _tensor_list(targets, "targets")
-    sources = [source] if isinstance(source, Tensor) else _tensor_list(source, "source")
+    shared = isinstance(source, Tensor)
+    sources = [source] if shared else _tensor_list(source, "source")
+    if shared and len(targets) == 1:
+        # The ops cannot tell a shared source from a per-target one for a single
+        # target; a shared source may not be written by the call it feeds.
+        if _checks.overlaps(targets[0], source):
+            raise RuntimeError("sources[0] overlaps targets[0]: a shared input may not be written by the same call")
     if isinstance(alphas, (Sequence, Tensor)) and not (isinstance(alphas, Tensor) and alphas.dim() == 0):
         alphas = _scalars(alphas, "alphas")
     else:
         alphas = [_scalar(alphas, "alphas")]
-    try:
-        _multi_blend(targets, sources, alphas)
-        return targets
-    except (RuntimeError, TypeError):
-        groups = _groups(targets)
-        if groups is None:
-            raise
+    groups = _groups(targets) if torch.compiler.is_compiling() else None
+    if groups is None:
+        try:
+            _multi_blend(targets, sources, alphas)
+            return targets
+        except (RuntimeError, TypeError):
+            groups = _groups(targets)
+            if groups is None:
+                raise
     _checks.multi_blend(targets, sources, alphas, one_group=False)
     for idx in groups:
         _multi_blend(_pick(targets, idx), _pick(sources, idx), _pick(alphas, idx))
