@@ -73,7 +73,10 @@ class BuildExtension(cpp_extension.BuildExtension):
         # copies of any inline PyTorch function the variants also instantiate.
         objects = []
         for capability, flags in CPU_CAPABILITY_FLAGS.items():
-            cxx = ext.extra_compile_args["cxx"] + flags + [
+            # -ffp-contract=off: -mfma would otherwise fuse a*x + b*y differently in
+            # the vector body and the scalar tail; unfused, every element, every
+            # capability and the CUDA build (-fmad=false) round identically.
+            cxx = ext.extra_compile_args["cxx"] + flags + ["-ffp-contract=off",
                 f"-DCPU_CAPABILITY={capability}", f"-DCPU_CAPABILITY_{capability}",
             ]
             objects += self.compiler.compile(

@@ -100,8 +100,14 @@ def _scalar(value, name: str) -> float:
     return float(value)
 
 
+def _tensor(value, name: str) -> Tensor:
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a tensor, got {type(value).__name__}")
+    return value
+
+
 def _scalars(values, name: str) -> list[float]:
-    if isinstance(values, Tensor):
+    if hasattr(values, "tolist") and not isinstance(values, (str, bytes)):  # tensor, ndarray
         values = values.tolist()
     if not isinstance(values, Sequence) or isinstance(values, (str, bytes)):
         raise TypeError(f"{name} must be a sequence of numbers, got {type(values).__name__}")
@@ -132,8 +138,10 @@ def axpby(a, x: Tensor, b, y: Tensor, *, out: Tensor | None = None) -> Tensor:
     """``a*x + b*y`` in one pass. With ``out=`` the result is written there
     (``out`` may be ``x`` or ``y``) and ``out`` is returned."""
     a, b = _scalar(a, "a"), _scalar(b, "b")
+    _tensor(x, "x"), _tensor(y, "y")
     if out is None:
         return _axpby(a, x, b, y)
+    _tensor(out, "out")
     _axpby_out(a, x, b, y, out=out)
     return out
 
@@ -154,8 +162,10 @@ def blend(x: Tensor, y: Tensor, alpha, *, out: Tensor | None = None) -> Tensor:
     """``(1-alpha)*x + alpha*y`` with the two-sided lerp formula, so the result is
     exactly ``x`` at ``alpha == 0`` and exactly ``y`` at ``alpha == 1``."""
     alpha = _scalar(alpha, "alpha")
+    _tensor(x, "x"), _tensor(y, "y")
     if out is None:
         return _blend(x, y, alpha)
+    _tensor(out, "out")
     _blend_out(x, y, alpha, out=out)
     return out
 
@@ -174,6 +184,7 @@ def lincomb(coeffs: Sequence[float], tensors: Sequence[Tensor], bias=0.0, *,
     bias = _scalar(bias, "bias")
     if out is None:
         return _lincomb(coeffs, tensors, bias)
+    _tensor(out, "out")
     _lincomb_out(coeffs, tensors, bias, out=out)
     return out
 
@@ -193,7 +204,10 @@ def multi_axpby_(outs: Sequence[Tensor], a, xs: Sequence[Tensor], b, ys: Sequenc
     ``ys[i]``. One fused launch per (device, dtype) group. Returns ``outs``."""
     outs, xs, ys = _tensor_list(outs, "outs"), _tensor_list(xs, "xs"), _tensor_list(ys, "ys")
     a, b = _scalar(a, "a"), _scalar(b, "b")
-    groups = _groups(outs) if torch.compiler.is_compiling() else None  # fakes validate nothing
+    if not outs:
+        _checks.multi_axpby(outs, xs, ys)  # lengths must still agree
+        return outs
+    groups = _groups(outs) if torch.compiler.is_compiling() else None  # group at trace time
     if groups is None:
         try:  # the common case, one (device, dtype) group, costs no Python per tensor
             _multi_axpby(outs, a, xs, b, ys)
@@ -203,7 +217,7 @@ def multi_axpby_(outs: Sequence[Tensor], a, xs: Sequence[Tensor], b, ys: Sequenc
             if groups is None:
                 raise
     # Several groups: validate the whole call first, so a rejection writes nothing.
-    _checks.multi_axpby(outs, xs, ys, one_group=False)
+    _checks.multi_axpby(outs, xs, ys, one_group=False, aliasing=not torch.compiler.is_compiling())
     for idx in groups:
         _multi_axpby(_pick(outs, idx), a, _pick(xs, idx), b, _pick(ys, idx))
     return outs
@@ -223,10 +237,14 @@ def multi_blend_(targets: Sequence[Tensor], source, alphas) -> list[Tensor]:
         # target; a shared source may not be written by the call it feeds.
         if _checks.overlaps(targets[0], source):
             raise RuntimeError("sources[0] overlaps targets[0]: a shared input may not be written by the same call")
-    if isinstance(alphas, (Sequence, Tensor)) and not (isinstance(alphas, Tensor) and alphas.dim() == 0):
+    if (isinstance(alphas, Sequence) or hasattr(alphas, "tolist")) and getattr(alphas, "ndim", 1) != 0:
         alphas = _scalars(alphas, "alphas")
     else:
         alphas = [_scalar(alphas, "alphas")]
+    if not targets:  # an empty subset is a no-op, with a shared source or not
+        if not shared:
+            _checks.multi_blend(targets, sources, alphas)
+        return targets
     groups = _groups(targets) if torch.compiler.is_compiling() else None
     if groups is None:
         try:
@@ -236,7 +254,7 @@ def multi_blend_(targets: Sequence[Tensor], source, alphas) -> list[Tensor]:
             groups = _groups(targets)
             if groups is None:
                 raise
-    _checks.multi_blend(targets, sources, alphas, one_group=False)
+    _checks.multi_blend(targets, sources, alphas, one_group=False, aliasing=not torch.compiler.is_compiling())
     for idx in groups:
         _multi_blend(_pick(targets, idx), _pick(sources, idx), _pick(alphas, idx))
     return targets
