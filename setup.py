@@ -96,6 +96,15 @@ def extension():
     # -fmad=false: no FMA contraction, so CUDA rounds exactly like the CPU kernels
     # (the kernels are memory-bound; fusing buys nothing measurable).
     nvcc = ["-O3", "-lineinfo", "-fmad=false"]
+    link = []
+    import torch
+
+    if torch.backends.openmp.is_available():
+        # at::parallel_for is inline and, with torch's OpenMP backend, a bare
+        # `#pragma omp parallel`: without -fopenmp it silently runs on one thread.
+        # The runtime is torch's own libgomp.so.1, already loaded (same soname).
+        cxx.append("-fopenmp")
+        link.append("-fopenmp")
     kwargs = {}
     if want_cuda():
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")
@@ -115,6 +124,7 @@ def extension():
         "nytorch_ext._C",
         sources,
         extra_compile_args={"cxx": cxx, "nvcc": nvcc},
+        extra_link_args=link,
         **kwargs,
     )
 

@@ -75,6 +75,14 @@ void binary_range(scalar_t* out, const scalar_t* x, const scalar_t* y, int64_t n
   using opmath_t = at::opmath_type<scalar_t>;
   constexpr int64_t kStep = Vectorized<scalar_t>::size();
   int64_t i = 0;
+  // Two vectors per iteration, as ATen's vectorized loops do: more loads in
+  // flight per core on a memory-bound loop.
+  for (; i + 2 * kStep <= n; i += 2 * kStep) {
+    auto r0 = map(op, load_opmath(x + i), load_opmath(y + i));
+    auto r1 = map(op, load_opmath(x + i + kStep), load_opmath(y + i + kStep));
+    store_opmath(out + i, r0);
+    store_opmath(out + i + kStep, r1);
+  }
   for (; i + kStep <= n; i += kStep) store_opmath(out + i, map(op, load_opmath(x + i), load_opmath(y + i)));
   for (; i < n; ++i) {
     out[i] = static_cast<scalar_t>(op(static_cast<opmath_t>(x[i]), static_cast<opmath_t>(y[i])));
