@@ -76,7 +76,8 @@ class BuildExtension(cpp_extension.BuildExtension):
             # -ffp-contract=off: -mfma would otherwise fuse a*x + b*y differently in
             # the vector body and the scalar tail; unfused, every element, every
             # capability and the CUDA build (-fmad=false) round identically.
-            cxx = ext.extra_compile_args["cxx"] + flags + ["-ffp-contract=off",
+            # -Wno-maybe-uninitialized: GCC 12 false positives inside c10::SmallVector.
+            cxx = ext.extra_compile_args["cxx"] + flags + ["-ffp-contract=off", "-Wno-maybe-uninitialized",
                 f"-DCPU_CAPABILITY={capability}", f"-DCPU_CAPABILITY_{capability}",
             ]
             objects += self.compiler.compile(

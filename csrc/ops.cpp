@@ -7,6 +7,7 @@
 #include <ATen/ops/empty_like.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/core/GradMode.h>
+#include <c10/util/SmallVector.h>
 #include <torch/csrc/autograd/variable.h>
 #include <torch/library.h>
 
@@ -172,7 +173,7 @@ void mutating_op_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet key
                           torch::jit::Stack* stack) {
   const auto& args = op.schema().arguments();
   const size_t first = stack->size() - args.size();
-  std::vector<at::Tensor> written;
+  c10::SmallVector<at::Tensor, 8> written;  // no heap allocation for the common case
   for (size_t i = 0; i < args.size(); ++i) {
     const auto* alias = args[i].alias_info();
     if (alias == nullptr || !alias->isWrite()) continue;
