@@ -12,6 +12,7 @@ replaced a parameter's storage, and re-flatten before the next operation.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -83,10 +84,10 @@ class Layout:
         return [buffers[s.group].narrow(0, s.offset, s.numel).view(s.shape) for s in self.slots]
 
     def addresses(self, buffers: Sequence[torch.Tensor]) -> list[int]:
-        """The data pointer each slot's view has."""
+        """The data pointer each slot's view has (0 for an empty one, as torch reports)."""
         base = [b.data_ptr() for b in buffers]
         sizes = [b.element_size() for b in buffers]
-        return [base[s.group] + s.offset * sizes[s.group] for s in self.slots]
+        return [base[s.group] + s.offset * sizes[s.group] if s.numel else 0 for s in self.slots]
 
 
 def _fresh(size: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -117,11 +118,12 @@ class BufferPool:
         self._free: dict[tuple[int, torch.dtype, torch.device], list[torch.Tensor]] = {}
 
     def take(self, size: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        candidates = self._free.get((size, dtype, device))
-        if candidates:
-            for i, buf in enumerate(candidates):
-                if _sole_owner(buf):
-                    return candidates.pop(i)
+        candidates = self._free.get((size, dtype, device), ())
+        for i in range(len(candidates)):
+            # Two Python references (the list's and getrefcount's argument): no one
+            # else holds this tensor object; and no other tensor uses its storage.
+            if sys.getrefcount(candidates[i]) == 2 and _sole_owner(candidates[i]):
+                return candidates.pop(i)
         return _fresh(size, dtype, device)
 
     def give(self, buffers: Iterable[torch.Tensor]) -> None:
