@@ -1,6 +1,19 @@
-"""nytorch_ext: whole PyTorch models as vectors, on fused multi-tensor kernels."""
-from . import ops
-from .ops import backend_info, is_compiled
+"""nytorch_ext: whole PyTorch models as vectors, on fused multi-tensor kernels.
 
-__all__ = ["ops", "backend_info", "is_compiled"]
+``import nytorch_ext as nyto`` gives nytorch's particle API (NytoModule,
+ParticleModule, ParamProduct, PMProduct, ParamConfig, GetNytoModule) on flat
+parameter buffers, and ``nytorch_ext.ops``, the fused kernels underneath.
+"""
+from . import ops
+from .module import NytoModule, NytoModuleBase
+from .mtype import ROOT_MODULE_ID, ParamConfig, SpeciesError
+from .ops import backend_info, is_compiled
+from .particle_module import GetNytoModule, ParticleModule, PMProduct
+from .product import ParamProduct, lincomb
+
+__all__ = [
+    "ops", "backend_info", "is_compiled",
+    "NytoModule", "NytoModuleBase", "ParticleModule", "ParamProduct", "PMProduct",
+    "ParamConfig", "GetNytoModule", "ROOT_MODULE_ID", "SpeciesError", "lincomb",
+]
 __version__ = "0.1.0"

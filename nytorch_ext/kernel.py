@@ -1,0 +1,347 @@
+"""Species and particle kernels: who a particle is, what it holds, how it changes.
+
+A :class:`Species` is shared by every particle made from one original model (by
+operations, ``clone``, ``randn``, ...): the per-parameter :class:`ParamConfig`, id
+counters, and a log of structural changes (parameters, submodules and buffers added
+or removed) that other particles replay at ``touch()``.
+
+A :class:`ParticleKernel` belongs to one particle: its modules by ModuleID, its
+parameters by ParamID (registration order, as nytorch numbers them), and its
+:class:`Storage`: the flat buffers its operational parameters are views of. Before
+every operation the kernel checks, from the parameters' data pointers, that the
+views are still in place (``.to()``, ``.half()``, ``param.data = ...`` replace
+them) and re-flattens if not, keeping the Parameter objects, so optimizers built
+on them stay valid.
+"""
+from __future__ import annotations
+
+import copy
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .flat import DEFAULT_POOL, Layout, flatten_into
+from .mtype import ROOT_MODULE_ID, ParamConfig
+from .product import ParamProduct
+
+
+@dataclass
+class Change:
+    """One structural change made on one particle, replayed by the others."""
+    added_modules: list = field(default_factory=list)    # (mid, parent_mid, name, source module)
+    removed_modules: list = field(default_factory=list)  # mid
+    added_params: list = field(default_factory=list)     # (pid, mid, name, source Parameter)
+    removed_params: list = field(default_factory=list)   # pid
+    buffers: list = field(default_factory=list)          # (mid, name, tensor or None, persistent)
+
+
+class Species:
+    """What all particles of one species share."""
+
+    def __init__(self):
+        self.config: dict[int, ParamConfig] = {}
+        self.config_version = 0
+        self.log: list[Change] = []
+        self.next_pid = 0
+        self.next_mid = ROOT_MODULE_ID + 1
+        self.members: "weakref.WeakSet[ParticleKernel]" = weakref.WeakSet()
+
+    @property
+    def version(self) -> int:
+        return len(self.log)
+
+    # nytorch exposes the species as kernel.version / product.vdata
+    @property
+    def data(self) -> "Species":
+        return self
+
+
+@dataclass
+class Storage:
+    layout: Layout
+    buffers: list
+    params: list          # the operational Parameter objects, in layout order
+    addresses: list       # where each must point
+    config_version: int
+
+    def intact(self, params: list, config_version: int) -> bool:
+        return (config_version == self.config_version and len(params) == len(self.params)
+                and all(a is b for a, b in zip(params, self.params))
+                and [p.data_ptr() for p in params] == self.addresses)
+
+
+def _shallow_copy(module: nn.Module) -> nn.Module:
+    """A new module object sharing everything (hooks, buffers, attributes) with
+    ``module``, with its own parameter, buffer and child dictionaries (as nytorch)."""
+    new = copy.copy(module)
+    d = new.__dict__
+    d["_parameters"] = dict(module._parameters)
+    d["_buffers"] = dict(module._buffers)
+    d["_modules"] = dict(module._modules)
+    return new
+
+
+class ParticleKernel:
+    """The structure and storage of one particle."""
+
+    def __init__(self, species: Species, version: int):
+        self.species = species
+        self.version = version
+        self.modules: "OrderedDict[int, nn.Module]" = OrderedDict()
+        self.params: "OrderedDict[int, nn.Parameter]" = OrderedDict()
+        self.storage: Storage | None = None
+        # Shared with the particle's NytoModules, which set it on structural changes:
+        # a list, not a back-reference, so a cleared ParticleModule root (no kernel
+        # reference, no cycle) can still report changes.
+        self.cell = [False]
+        self._buffer_ids: dict = {}
+        species.members.add(self)
+
+    @property
+    def dirty(self) -> bool:
+        return self.cell[0]
+
+    @dirty.setter
+    def dirty(self, value: bool) -> None:
+        self.cell[0] = value
+
+    # nytorch: particle_kernel.data.params, particle_kernel.version
+    @property
+    def data(self) -> "ParticleKernel":
+        return self
+
+    # ------------------------------------------------------------- structure
+
+    def scan(self, root: nn.Module) -> Change:
+        """Re-read the structure from the module tree, keeping known ids, giving new
+        modules and parameters new ids (pre-order, registration order); returns what
+        changed."""
+        species = self.species
+        mid_of = {id(m): mid for mid, m in self.modules.items()}
+        pid_of = {id(p): pid for pid, p in self.params.items()}
+        modules: "OrderedDict[int, nn.Module]" = OrderedDict()
+        params: dict[int, nn.Parameter] = {}
+        change = Change()
+        buffers: dict = {}
+
+        seen_params: set = set()
+        seen_modules: set = set()
+
+        def visit(module: nn.Module, mid: int) -> None:
+            modules[mid] = module
+            seen_modules.add(id(module))
+            for name, p in module._parameters.items():
+                if p is None or id(p) in seen_params:  # tied: one id
+                    continue
+                seen_params.add(id(p))
+                pid = pid_of.get(id(p))
+                if pid is None:
+                    pid = species.next_pid
+                    species.next_pid += 1
+                    pid_of[id(p)] = pid
+                    change.added_params.append((pid, mid, name, p))
+                params[pid] = p
+            for name, b in module._buffers.items():
+                buffers[(mid, name)] = b
+            for name, child in module._modules.items():
+                if child is None or id(child) in seen_modules:  # shared: one id
+                    continue
+                cmid = mid_of.get(id(child))
+                if cmid is None:
+                    cmid = species.next_mid
+                    species.next_mid += 1
+                    mid_of[id(child)] = cmid
+                    change.added_modules.append((cmid, mid, name, child))
+                _adopt(child, self, cmid)
+                visit(child, cmid)
+
+        _adopt(root, self, ROOT_MODULE_ID)
+        visit(root, ROOT_MODULE_ID)
+        change.removed_modules = [mid for mid in self.modules if mid not in modules]
+        change.removed_params = [pid for pid in self.params if pid not in params]
+        for key, b in buffers.items():
+            if self._buffer_ids.get(key, object()) is not b:
+                mid, name = key
+                persistent = name not in modules[mid]._non_persistent_buffers_set
+                change.buffers.append((mid, name, b, persistent))
+        for key in self._buffer_ids:
+            if key not in buffers and key[0] in modules:
+                change.buffers.append((key[0], key[1], None, True))
+        self._buffer_ids = buffers
+        self.modules = modules
+        self.params = OrderedDict(sorted(params.items()))
+        for pid in self.params:
+            species.config.setdefault(pid, ParamConfig())
+        for pid in change.removed_params:
+            if not any(pid in k.params for k in species.members if k is not self):
+                species.config.pop(pid, None)
+        self.dirty = False
+        return change
+
+    def record(self, root: nn.Module) -> None:
+        """Re-scan after a structural change here, and log it for the species."""
+        change = self.scan(root)
+        if change.added_modules or change.removed_modules or change.added_params \
+                or change.removed_params or change.buffers:
+            if len(self.species.members) > 1:
+                self.species.log.append(change)
+            else:  # alone in the species: nobody needs to replay it
+                self.species.log.append(Change())
+            self.version = self.species.version
+
+    def touch(self) -> None:
+        """Catch up with structural changes made on other particles of the species."""
+        root = self.modules[ROOT_MODULE_ID]
+        if self.dirty:
+            self.record(root)
+        while self.version < self.species.version:
+            self._replay(self.species.log[self.version])
+            self.version += 1
+            self.scan(root)
+
+    def _replay(self, change: Change) -> None:
+        with torch.no_grad():
+            for mid in change.removed_modules:
+                for parent in self.modules.values():
+                    for name, child in list(parent._modules.items()):
+                        if child is self.modules.get(mid):
+                            del parent._modules[name]
+            for mid, parent_mid, name, source in change.added_modules:
+                parent = self.modules.get(parent_mid)
+                if parent is None:
+                    continue
+                new = _shallow_copy(source)
+                for pname, p in new._parameters.items():
+                    if p is not None:
+                        new._parameters[pname] = nn.Parameter(p.detach().clone(), p.requires_grad)
+                parent._modules[name] = new
+                self.modules[mid] = new
+            for pid in change.removed_params:
+                p = self.params.get(pid)
+                for module in self.modules.values():
+                    for name, q in list(module._parameters.items()):
+                        if q is p:
+                            del module._parameters[name]
+            for pid, mid, name, source in change.added_params:
+                module = self.modules.get(mid)
+                if module is not None and not any(mid == m for m, *_ in change.added_modules):
+                    module._parameters[name] = nn.Parameter(source.detach().clone(), source.requires_grad)
+            for mid, name, tensor, persistent in change.buffers:
+                module = self.modules.get(mid)
+                if module is None:
+                    continue
+                if tensor is None:
+                    module._buffers.pop(name, None)
+                else:
+                    module._buffers[name] = tensor
+                    if not persistent:
+                        module._non_persistent_buffers_set.add(name)
+
+    # --------------------------------------------------------------- storage
+
+    def operational(self) -> list:
+        config = self.species.config
+        return [(pid, p) for pid, p in self.params.items() if config[pid].operational]
+
+    def flat(self) -> Storage:
+        """The flat storage, re-flattened first if a parameter's storage was replaced."""
+        op = self.operational()
+        params = [p for _, p in op]
+        st = self.storage
+        if st is not None and st.intact(params, self.species.config_version):
+            return st
+        layout = Layout.of((pid, p.data) for pid, p in op)
+        buffers = layout.empty(DEFAULT_POOL)
+        flatten_into(layout, [p.data for p in params], buffers)
+        for p, view in zip(params, layout.views(buffers)):
+            p.data = view
+        if st is not None:
+            DEFAULT_POOL.give(st.buffers)
+        self.storage = Storage(layout, buffers, params, layout.addresses(buffers),
+                               self.species.config_version)
+        return self.storage
+
+    def product(self, module_id: int = ROOT_MODULE_ID) -> ParamProduct:
+        """Zero-copy: the product's buffers are this particle's flat storage."""
+        self.touch()
+        st = self.flat()
+        config = self.species.config
+        extras = OrderedDict((pid, p) for pid, p in self.params.items() if not config[pid].operational)
+        return ParamProduct._make(self, module_id, st.layout, [st.buffers], [1.0], 0.0, extras)
+
+    def assign(self, product: ParamProduct) -> None:
+        """This particle's parameters <- the product's values, in place (the same
+        Parameter objects and storage); one fused pass per group."""
+        self.touch()
+        st = self.flat()
+        if product.layout == st.layout:
+            if not (product.is_materialized and product._leaves[0] is st.buffers):
+                product._evaluate_into(st.buffers)
+        else:
+            values = product.params
+            with torch.no_grad():
+                for pid, p in self.operational():
+                    p.data.copy_(values[pid])
+        with torch.no_grad():
+            for pid, value in product.extras.items():
+                p = self.params.get(pid)
+                if p is not None and value is not p:
+                    p.data.copy_(value)
+
+    # ------------------------------------------------------------- particles
+
+    def build(self, product: ParamProduct) -> nn.Module:
+        """A new particle of this species holding ``product``'s values: module objects
+        are shallow copies, operational parameters are views of the product's
+        buffers, non-operational ones are cloned or shared as configured. Returns
+        its module ``product.module_id``."""
+        return self.build_kernel(product).modules[product.module_id]
+
+    def build_kernel(self, product: ParamProduct) -> "ParticleKernel":
+        """As build(), returning the new particle's kernel."""
+        buffers = product.buffers()
+        kernel = ParticleKernel(self.species, self.species.version)
+        config = self.species.config
+        views = dict(zip(product.layout.pids, product.layout.views(buffers)))
+        new_params: dict[int, nn.Parameter] = {}
+        for pid, old in self.params.items():
+            if pid in views:
+                new_params[pid] = nn.Parameter(views[pid], old.requires_grad)
+            else:
+                value = product.extras.get(pid, old)
+                if config[pid].clone:
+                    new_params[pid] = nn.Parameter(value.detach().clone(), old.requires_grad)
+                else:
+                    new_params[pid] = value
+        pid_of = {id(p): pid for pid, p in self.params.items()}
+        copies = {id(m): _shallow_copy(m) for m in self.modules.values()}
+        for mid, module in self.modules.items():
+            new = copies[id(module)]
+            for name, child in new._modules.items():
+                if child is not None and id(child) in copies:
+                    new._modules[name] = copies[id(child)]
+            for name, p in new._parameters.items():
+                if p is not None and id(p) in pid_of:
+                    new._parameters[name] = new_params[pid_of[id(p)]]
+            kernel.modules[mid] = new
+            _adopt(new, kernel, mid)
+        kernel.params = OrderedDict((pid, new_params[pid]) for pid in self.params)
+        kernel._buffer_ids = dict(self._buffer_ids)
+        # The views were made from the product's layout: the storage is in place.
+        kernel.storage = Storage(product.layout, buffers, [new_params[pid] for pid in product.layout.pids],
+                                 product.layout.addresses(buffers), self.species.config_version)
+        return kernel
+
+
+def _adopt(module: nn.Module, kernel: ParticleKernel, mid: int) -> None:
+    """Point a NytoModule (root or submodule) at its particle's kernel (unless a
+    ParticleModule cleared that reference) and its change cell."""
+    if getattr(type(module), "_is_nyto_module", False):
+        d = module.__dict__
+        if d.get("_particle_kernel", kernel) is not None:
+            d["_particle_kernel"] = kernel
+        d["_module_id"] = mid
+        d["_nyto_cell"] = kernel.cell

@@ -1,0 +1,261 @@
+"""NytoModule: an ``nn.Module`` that is a particle (nytorch's API, flat storage).
+
+Subclass it instead of ``nn.Module``; then models combine like tensors::
+
+    net2 = 0.5 * net0 + 0.5 * net1          # one fused pass per (dtype, device) group
+    net0 += 0.1 * (net1 - net0)             # in place: same Parameter objects
+
+Every arithmetic operation goes through :class:`~nytorch_ext.product.ParamProduct`
+(``module.product()``), whose affine expressions are evaluated lazily in one pass.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from .kernel import ParticleKernel, Species
+from .mtype import ROOT_MODULE_ID, ParamConfig, SpeciesError
+from .product import ParamProduct, _is_number
+
+
+class NytoModuleBase(nn.Module):
+    """The part every particle module shares: its kernel and module id."""
+
+    _is_nyto_module = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        d = self.__dict__
+        d["_module_id"] = ROOT_MODULE_ID
+        kernel = ParticleKernel(Species(), 0)
+        d["_particle_kernel"] = kernel
+        d["_nyto_cell"] = kernel.cell
+        kernel.modules[ROOT_MODULE_ID] = self
+        kernel.dirty = True
+
+    # -------------------------------------------------- structural changes
+
+    def _kernel(self) -> ParticleKernel:
+        kernel = self.__dict__.get("_particle_kernel")
+        if kernel is None:
+            raise SpeciesError(
+                "this module's kernel reference is cleared (it is the root of a "
+                "ParticleModule): operate on the ParticleModule, or use "
+                "`with GetNytoModule(particle_module) as m:`")
+        return kernel
+
+    def _structure_changed(self) -> None:
+        cell = self.__dict__.get("_nyto_cell")
+        if cell is not None:
+            cell[0] = True
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        if isinstance(value, (nn.Parameter, nn.Module)) or value is None or name in self._buffers:
+            self._structure_changed()
+
+    def __delattr__(self, name):
+        super().__delattr__(name)
+        self._structure_changed()
+
+    def register_parameter(self, name, param):
+        super().register_parameter(name, param)
+        self._structure_changed()
+
+    def add_module(self, name, module):
+        super().add_module(name, module)
+        self._structure_changed()
+
+    def register_buffer(self, name, tensor, persistent: bool = True):
+        super().register_buffer(name, tensor, persistent)
+        self._structure_changed()
+
+    @property
+    def is_root(self) -> bool:
+        return self._module_id == ROOT_MODULE_ID
+
+    @property
+    def _version_kernel(self) -> Species:
+        return self._kernel().species
+
+
+class NytoModule(NytoModuleBase):
+    """A module whose instances are particles: see the module docstring."""
+
+    # ------------------------------------------------------------ products
+
+    def touch(self) -> "NytoModule":
+        """Catch up with structural changes made on other particles of the species."""
+        self._kernel().touch()
+        return self
+
+    def product(self) -> ParamProduct:
+        """This particle's parameters as a product, zero-copy (its flat storage)."""
+        return self._kernel().product(self._module_id)
+
+    def product_(self, product: ParamProduct) -> "NytoModule":
+        """Assign ``product``'s values to this particle's parameters in place (the same
+        Parameter objects: optimizers stay valid); one fused pass per group."""
+        if not isinstance(product, ParamProduct):
+            product = getattr(product, "product", product)
+        if not isinstance(product, ParamProduct):
+            raise SpeciesError(f"product_ takes a ParamProduct, not {type(product).__name__}")
+        kernel = self._kernel()
+        if product.kernel.species is not kernel.species:
+            raise SpeciesError("product_: the product belongs to another species")
+        kernel.assign(product)
+        return self
+
+    # ---------------------------------------------------------- operators
+
+    def _other_product(self, other):
+        if isinstance(other, NytoModuleBase):
+            if other._kernel().species is not self._kernel().species:
+                raise SpeciesError(
+                    "these particles belong to different species: particles combine only "
+                    "with particles made from the same original (operations, clone(), "
+                    "clone_from(), randn(), rand())")
+            return other.product()
+        if isinstance(other, ParamProduct):
+            raise SpeciesError("a module cannot be combined with a product; use module.product()")
+        return other
+
+    def _binary(self, op: str, other):
+        other = self._other_product(other)
+        result = getattr(self.product(), op)(other)
+        if result is NotImplemented:
+            return NotImplemented
+        return result.module()
+
+    def __add__(self, other): return self._binary("__add__", other)
+    def __radd__(self, other): return self._binary("__radd__", other)
+    def __sub__(self, other): return self._binary("__sub__", other)
+    def __rsub__(self, other): return self._binary("__rsub__", other)
+    def __mul__(self, other): return self._binary("__mul__", other)
+    def __rmul__(self, other): return self._binary("__rmul__", other)
+    def __truediv__(self, other): return self._binary("__truediv__", other)
+    def __rtruediv__(self, other): return self._binary("__rtruediv__", other)
+    def __pow__(self, other): return self._binary("__pow__", other)
+    def __rpow__(self, other): return self._binary("__rpow__", other)
+
+    def __neg__(self):
+        return (-self.product()).module()
+
+    def __pos__(self):
+        return self.clone()
+
+    def _inplace(self, op: str, other):
+        other = self._other_product(other)
+        result = getattr(self.product(), op)(other)
+        if result is NotImplemented:
+            return NotImplemented
+        return self.product_(result)
+
+    def __iadd__(self, other): return self._inplace("__add__", other)
+    def __isub__(self, other): return self._inplace("__sub__", other)
+    def __imul__(self, other): return self._inplace("__mul__", other)
+    def __itruediv__(self, other): return self._inplace("__truediv__", other)
+    def __ipow__(self, other): return self._inplace("__pow__", other)
+
+    # ------------------------------------------------ fused updates (new API)
+
+    def blend(self, best: "NytoModule", alpha: float) -> "NytoModule":
+        """A new particle ``(1-alpha)*self + alpha*best`` (one pass per group)."""
+        return self.product().blend(self._other_product(best), alpha).module()
+
+    def blend_(self, best: "NytoModule", alpha: float) -> "NytoModule":
+        """In place: ``self <- (1-alpha)*self + alpha*best``, writing straight into this
+        particle's flat storage (no allocation; Parameter objects kept)."""
+        self.product().blend_(self._other_product(best), alpha)
+        return self
+
+    def axpby(self, a: float, other: "NytoModule", b: float) -> "NytoModule":
+        return self.product().axpby(a, self._other_product(other), b).module()
+
+    # ----------------------------------------------------------- generators
+
+    def clone(self) -> "NytoModule":
+        """A new particle of the species with copied parameter values."""
+        return self.product().clone().module()
+
+    def randn(self) -> "NytoModule":
+        return self.product().randn().module()
+
+    def rand(self) -> "NytoModule":
+        return self.product().rand().module()
+
+    def clone_from(self, source: nn.Module) -> "NytoModule":
+        """A clone of this particle (same species) holding ``source``'s state_dict."""
+        new = self.clone()
+        new.load_state_dict(source.state_dict())
+        return new
+
+    def detach(self) -> "NytoModule":
+        """A new species sharing this particle's Parameter objects."""
+        kernel = self._kernel()
+        kernel.touch()
+        clone = kernel.build(kernel.product(self._module_id))
+        new_kernel = clone._particle_kernel
+        species = Species()
+        species.config = {pid: c.copy() for pid, c in kernel.species.config.items()}
+        species.next_pid, species.next_mid = kernel.species.next_pid, kernel.species.next_mid
+        kernel.species.members.discard(new_kernel)
+        new_kernel.species = species
+        species.members.add(new_kernel)
+        # share the Parameter objects themselves, as nytorch does
+        for module in new_kernel.modules.values():
+            for name, p in list(module._parameters.items()):
+                if p is not None:
+                    pid = next(pid for pid, q in new_kernel.params.items() if q is p)
+                    module._parameters[name] = kernel.params[pid]
+        new_kernel.params = type(kernel.params)(kernel.params)
+        new_kernel.storage = None
+        return clone
+
+    # -------------------------------------------------------------- config
+
+    def get_param_id(self, target_param: nn.Parameter) -> int:
+        kernel = self._kernel()
+        kernel.touch()
+        for pid, p in kernel.params.items():
+            if p is target_param:
+                return pid
+        raise ValueError(f"can not found param: {target_param}")
+
+    def _config_scope(self, name: Optional[str]):
+        kernel = self._kernel()
+        kernel.touch()
+        if name is None:
+            scope = self
+        else:
+            scope = getattr(self, name, None)
+            if scope is None:
+                raise ValueError(f"attar {name} is None or not exists")
+        if isinstance(scope, nn.Parameter):
+            params = [scope]
+        elif isinstance(scope, nn.Module):
+            params = list(scope.parameters())
+        else:
+            raise ValueError(f"attar {name} is None or not exists")
+        ids = {id(p) for p in params}
+        return kernel, [pid for pid, p in kernel.params.items() if id(p) in ids]
+
+    def apply_param_config(self, fn: Callable[[int, ParamConfig], None], name: Optional[str] = None) -> None:
+        """Call ``fn(param_id, config)`` for every parameter in scope, in id order."""
+        kernel, pids = self._config_scope(name)
+        for pid in pids:
+            fn(pid, kernel.species.config[pid])
+        kernel.species.config_version += 1
+
+    def set_param_config(self, operational: Optional[bool] = None, clone: Optional[bool] = None,
+                         name: Optional[str] = None) -> None:
+        """Set ``operational``/``clone`` (None: unchanged) for the whole particle, or for
+        the parameter or submodule attribute ``name``."""
+        def update(pid: int, config: ParamConfig) -> None:
+            if operational is not None:
+                config.operational = bool(operational)
+            if clone is not None:
+                config.clone = bool(clone)
+        self.apply_param_config(update, name)

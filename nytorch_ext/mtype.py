@@ -1,0 +1,30 @@
+"""Shared types of the particle API (nytorch.mtype compatible)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ROOT_MODULE_ID = 0
+ModuleID = int
+ParamID = int
+
+
+@dataclass
+class ParamConfig:
+    """How particle operations treat one parameter, for its whole species.
+
+    ``operational``: arithmetic applies to it. A non-operational parameter keeps the
+    left operand's value, as a clone (``clone=True``) or as the very same Parameter
+    object (``clone=False``).
+    """
+    operational: bool = True
+    clone: bool = True
+
+    def copy(self) -> "ParamConfig":
+        return ParamConfig(self.operational, self.clone)
+
+
+class SpeciesError(AssertionError):
+    """Particles of different species (or a particle and a product) were combined.
+
+    Subclasses AssertionError, which nytorch raises in these cases, so existing code
+    that catches it keeps working; unlike nytorch's, it says what went wrong."""

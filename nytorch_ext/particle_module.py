@@ -1,0 +1,236 @@
+"""ParticleModule, PMProduct and GetNytoModule (nytorch.particle_module API).
+
+A NytoModule and its kernel reference each other, so a plain NytoModule is freed
+only by Python's cycle collector. ParticleModule wraps the root NytoModule and
+clears the modules' kernel references: particles in a loop such as
+``net = 0.5 * net + 10`` are then freed as soon as they are unreferenced.
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from .module import NytoModule, NytoModuleBase
+from .mtype import ROOT_MODULE_ID, SpeciesError
+from .product import ParamProduct
+
+
+class PMProduct:
+    """A ParamProduct whose ``module()`` is a ParticleModule."""
+
+    __slots__ = ("product",)
+
+    def __init__(self, kernel, module_id: int = ROOT_MODULE_ID, params=None):
+        self.product = ParamProduct(kernel, module_id, params)
+
+    @classmethod
+    def from_ParamProduct(cls, product: ParamProduct) -> "PMProduct":
+        new = object.__new__(cls)
+        new.product = product
+        return new
+
+    @property
+    def kernel(self):
+        return self.product.kernel
+
+    @property
+    def module_id(self) -> int:
+        return self.product.module_id
+
+    @property
+    def params(self):
+        return self.product.params
+
+    def particle(self) -> "ParticleModule":
+        kernel = self.product.kernel.build_kernel(self.product)
+        return ParticleModule._wrap(kernel.modules[ROOT_MODULE_ID], kernel)
+
+    def module(self) -> "ParticleModule":
+        return self.particle()
+
+    def _unwrap(self, other):
+        if isinstance(other, PMProduct):
+            return other.product
+        if isinstance(other, (nn.Module, NytoModuleBase)):
+            raise SpeciesError("a product cannot be combined with a module; use module.product()")
+        return other
+
+    def _apply(self, op: str, other=None):
+        inner = getattr(self.product, op)(*(() if other is None else (self._unwrap(other),)))
+        return NotImplemented if inner is NotImplemented else type(self).from_ParamProduct(inner)
+
+    def __add__(self, o): return self._apply("__add__", o)
+    def __radd__(self, o): return self._apply("__radd__", o)
+    def __sub__(self, o): return self._apply("__sub__", o)
+    def __rsub__(self, o): return self._apply("__rsub__", o)
+    def __mul__(self, o): return self._apply("__mul__", o)
+    def __rmul__(self, o): return self._apply("__rmul__", o)
+    def __truediv__(self, o): return self._apply("__truediv__", o)
+    def __rtruediv__(self, o): return self._apply("__rtruediv__", o)
+    def __pow__(self, o): return self._apply("__pow__", o)
+    def __rpow__(self, o): return self._apply("__rpow__", o)
+    def __neg__(self): return self._apply("__neg__")
+    def __pos__(self): return self._apply("__pos__")
+
+    def clone(self): return self._apply("clone")
+    def randn(self): return self._apply("randn")
+    def rand(self): return self._apply("rand")
+
+    def unary_operator(self, fn):
+        return type(self).from_ParamProduct(self.product.unary_operator(fn))
+
+    def binary_operator(self, other, fn):
+        if not isinstance(other, PMProduct):
+            raise SpeciesError("binary_operator takes a PMProduct")
+        return type(self).from_ParamProduct(self.product.binary_operator(other.product, fn))
+
+    def blend(self, best: "PMProduct", alpha: float) -> "PMProduct":
+        return type(self).from_ParamProduct(self.product.blend(self._unwrap(best), alpha))
+
+    def blend_(self, best: "PMProduct", alpha: float) -> "PMProduct":
+        self.product.blend_(self._unwrap(best), alpha)
+        return self
+
+    def axpby(self, a: float, other: "PMProduct", b: float) -> "PMProduct":
+        return type(self).from_ParamProduct(self.product.axpby(a, self._unwrap(other), b))
+
+    def __repr__(self) -> str:
+        return f"PMProduct({self.product!r})"
+
+
+class ParticleModule(nn.Module):
+    """Wraps a root NytoModule so that particles are freed without the cycle collector."""
+
+    def __init__(self, root_module: NytoModule) -> None:
+        if not isinstance(root_module, NytoModule):
+            raise TypeError(f"ParticleModule wraps a NytoModule, got {type(root_module).__name__}")
+        kernel = root_module.__dict__.get("_particle_kernel")
+        if root_module._module_id != ROOT_MODULE_ID or kernel is None:
+            raise ValueError("ParticleModule wraps the root module of a particle that is not "
+                             "already wrapped (its kernel reference is cleared)")
+        self._init(root_module, kernel)
+
+    def _init(self, root_module, kernel) -> None:
+        super().__init__()
+        self.particle_kernel = kernel
+        self.root_module = root_module
+        self.clear_kernel_ref()
+
+    @classmethod
+    def _wrap(cls, root_module, kernel) -> "ParticleModule":
+        """Wrap a root whose kernel reference may already be cleared."""
+        new = cls.__new__(cls)
+        ParticleModule._init(new, root_module, kernel)
+        return new
+
+    def forward(self, *args, **kwargs):
+        return self.root_module(*args, **kwargs)
+
+    def clear_kernel_ref(self) -> None:
+        for m in self.root_module.modules():
+            if isinstance(m, NytoModuleBase):
+                m.__dict__["_particle_kernel"] = None
+
+    def restore_kernel_ref(self) -> None:
+        for m in self.root_module.modules():
+            if isinstance(m, NytoModuleBase):
+                m.__dict__["_particle_kernel"] = self.particle_kernel
+
+    # ------------------------------------------------------------ particle API
+
+    def touch(self) -> "ParticleModule":
+        self.particle_kernel.touch()
+        return self
+
+    def product(self) -> PMProduct:
+        return PMProduct.from_ParamProduct(self.particle_kernel.product(ROOT_MODULE_ID))
+
+    def product_(self, product) -> "ParticleModule":
+        inner = product.product if isinstance(product, PMProduct) else product
+        if not isinstance(inner, ParamProduct):
+            raise SpeciesError(f"product_ takes a PMProduct, not {type(product).__name__}")
+        if inner.kernel.species is not self.particle_kernel.species:
+            raise SpeciesError("product_: the product belongs to another species")
+        self.particle_kernel.assign(inner)
+        return self
+
+    def _other(self, other):
+        if isinstance(other, ParticleModule):
+            if other.particle_kernel.species is not self.particle_kernel.species:
+                raise SpeciesError(
+                    "these particles belong to different species: particles combine only with "
+                    "particles made from the same original (operations, clone(), clone_from(), "
+                    "randn(), rand())")
+            return other.product()
+        if isinstance(other, (PMProduct, ParamProduct)):
+            raise SpeciesError("a module cannot be combined with a product; use module.product()")
+        if isinstance(other, nn.Module):
+            raise SpeciesError(f"a ParticleModule cannot be combined with {type(other).__name__}")
+        return other
+
+    def _binary(self, op: str, other):
+        result = getattr(self.product(), op)(self._other(other))
+        return NotImplemented if result is NotImplemented else result.module()
+
+    def __add__(self, o): return self._binary("__add__", o)
+    def __radd__(self, o): return self._binary("__radd__", o)
+    def __sub__(self, o): return self._binary("__sub__", o)
+    def __rsub__(self, o): return self._binary("__rsub__", o)
+    def __mul__(self, o): return self._binary("__mul__", o)
+    def __rmul__(self, o): return self._binary("__rmul__", o)
+    def __truediv__(self, o): return self._binary("__truediv__", o)
+    def __rtruediv__(self, o): return self._binary("__rtruediv__", o)
+    def __pow__(self, o): return self._binary("__pow__", o)
+    def __rpow__(self, o): return self._binary("__rpow__", o)
+    def __neg__(self): return (-self.product()).module()
+    def __pos__(self): return self.clone()
+
+    def _inplace(self, op: str, other):
+        result = getattr(self.product(), op)(self._other(other))
+        return NotImplemented if result is NotImplemented else self.product_(result)
+
+    def __iadd__(self, o): return self._inplace("__add__", o)
+    def __isub__(self, o): return self._inplace("__sub__", o)
+    def __imul__(self, o): return self._inplace("__mul__", o)
+    def __itruediv__(self, o): return self._inplace("__truediv__", o)
+    def __ipow__(self, o): return self._inplace("__pow__", o)
+
+    def clone(self) -> "ParticleModule":
+        return self.product().clone().module()
+
+    def randn(self) -> "ParticleModule":
+        return self.product().randn().module()
+
+    def rand(self) -> "ParticleModule":
+        return self.product().rand().module()
+
+    def clone_from(self, source: "ParticleModule") -> "ParticleModule":
+        new = self.clone()
+        new.load_state_dict(source.state_dict())
+        return new
+
+    def blend(self, best: "ParticleModule", alpha: float) -> "ParticleModule":
+        return self.product().blend(self._other(best), alpha).module()
+
+    def blend_(self, best: "ParticleModule", alpha: float) -> "ParticleModule":
+        self.product().blend_(self._other(best), alpha)
+        return self
+
+    def axpby(self, a: float, other: "ParticleModule", b: float) -> "ParticleModule":
+        return self.product().axpby(a, self._other(other), b).module()
+
+
+class GetNytoModule:
+    """``with GetNytoModule(pm) as root:`` the root module with its kernel reference
+    restored (for set_param_config, structural edits, ...); cleared again on exit."""
+
+    def __init__(self, particle_module: ParticleModule) -> None:
+        if not isinstance(particle_module, ParticleModule):
+            raise TypeError("GetNytoModule takes a ParticleModule")
+        self.particle_module = particle_module
+
+    def __enter__(self) -> NytoModule:
+        self.particle_module.restore_kernel_ref()
+        return self.particle_module.root_module
+
+    def __exit__(self, exc_type, exc_value, traceback) -> None:
+        self.particle_module.clear_kernel_ref()

@@ -1,0 +1,360 @@
+"""ParamProduct: a particle's parameters as flat buffers, with lazy affine fusion.
+
+A product holds the layout of its species' operational parameters, and either
+flat buffers (one per (dtype, device) group) or an affine expression over other
+products' buffers: ``sum_k coeffs[k] * leaves[k] + bias``. ``+``, ``-``, ``-x`` and
+multiplication or division by a number only rewrite the expression; the first
+time a value is needed (``module()``, ``product_()``, ``params``, a non-affine
+operation) it is evaluated as one ``ops.lincomb`` pass per group, with no
+intermediate buffers. ``alpha*p0 + (1-alpha)*p1`` is therefore one pass, as are
+``p1 + beta*(p1 - p0)`` and ``2*p + 5``.
+
+Non-operational parameters (ParamConfig.operational False) are not in the flat
+buffers: they travel as ``extras`` and keep the left operand's value.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import torch
+
+from . import ops
+from .flat import DEFAULT_POOL, Layout
+from .mtype import SpeciesError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .kernel import ParticleKernel
+
+Tensor = torch.Tensor
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+class ParamProduct:
+    """The parameters of one particle (or of an expression over particles)."""
+
+    __slots__ = ("kernel", "module_id", "layout", "_leaves", "_coeffs", "_bias", "extras", "__weakref__")
+
+    def __init__(self, kernel: "ParticleKernel", module_id: int, params=None):
+        """nytorch's constructor: the product of ``params`` (a ParamID -> Parameter
+        mapping) in ``kernel``'s species. With the kernel's own live parameters it is
+        zero-copy; any other mapping is copied into new flat buffers."""
+        if params is None or params is kernel.params:
+            other = kernel.product(module_id)
+            self._adopt(other)
+            return
+        live = OrderedDict(params)
+        operational = [(pid, p) for pid, p in live.items() if kernel.species.config[pid].operational]
+        layout = Layout.of(operational)
+        buffers = layout.empty(DEFAULT_POOL)
+        with torch.no_grad():
+            for view, (_, p) in zip(layout.views(buffers), operational):
+                view.copy_(p)
+        extras = OrderedDict((pid, p) for pid, p in live.items() if not kernel.species.config[pid].operational)
+        self._adopt(ParamProduct._make(kernel, module_id, layout, [buffers], [1.0], 0.0, extras))
+
+    # --------------------------------------------------------------- building
+
+    @classmethod
+    def _make(cls, kernel, module_id, layout, leaves, coeffs, bias, extras) -> "ParamProduct":
+        self = object.__new__(cls)
+        self.kernel, self.module_id, self.layout = kernel, module_id, layout
+        self._leaves, self._coeffs, self._bias = leaves, coeffs, bias
+        self.extras = extras
+        return self
+
+    def _adopt(self, other: "ParamProduct") -> None:
+        for name in ParamProduct.__slots__[:-1]:
+            setattr(self, name, getattr(other, name))
+
+    def _like(self, leaves, coeffs, bias, extras=None) -> "ParamProduct":
+        return type(self)._make(self.kernel, self.module_id, self.layout, leaves, coeffs, bias,
+                                self.extras if extras is None else extras)
+
+    @property
+    def species(self):
+        return self.kernel.species
+
+    # ----------------------------------------------------------- evaluation
+
+    @property
+    def is_materialized(self) -> bool:
+        return len(self._leaves) == 1 and self._coeffs[0] == 1.0 and self._bias == 0.0
+
+    def buffers(self) -> list[Tensor]:
+        """The flat buffers, evaluating a pending expression (one pass per group)."""
+        if not self.is_materialized:
+            out = self.layout.empty(DEFAULT_POOL)
+            self._evaluate_into(out)
+            self._leaves, self._coeffs, self._bias = [out], [1.0], 0.0
+        return self._leaves[0]
+
+    def _evaluate_into(self, out: Sequence[Tensor]) -> None:
+        with torch.no_grad():
+            for g, target in enumerate(out):
+                ops.lincomb(self._coeffs, [leaf[g] for leaf in self._leaves], self._bias, out=target)
+
+    @property
+    def params(self) -> "OrderedDict[int, Tensor]":
+        """ParamID -> parameter (views of the flat buffers, and the extras), in ID order."""
+        views = dict(zip(self.layout.pids, self.layout.views(self.buffers())))
+        merged = {**views, **self.extras}
+        return OrderedDict((pid, merged[pid]) for pid in sorted(merged))
+
+    @property
+    def vdata(self):
+        return self.kernel.species
+
+    @property
+    def pdata(self):
+        return self.kernel
+
+    # -------------------------------------------------------- compatibility
+
+    def _check_other(self, other: "ParamProduct") -> None:
+        if not isinstance(other, ParamProduct):
+            raise SpeciesError(
+                f"a product can be combined with a product of the same species or a number, "
+                f"not {type(other).__name__}; use module.product() for modules")
+        if other.kernel.species is not self.kernel.species:
+            raise SpeciesError(
+                "these products belong to different species: particles combine only with "
+                "particles made from the same original (by operations, clone(), clone_from(), "
+                "randn(), rand())")
+
+    def _same_layout(self, other: "ParamProduct") -> bool:
+        return other.layout == self.layout and set(other.extras) == set(self.extras)
+
+    # --------------------------------------------------------- affine algebra
+
+    def _scaled(self, c: float, bias_shift: float = 0.0) -> "ParamProduct":
+        return self._like(self._leaves, [k * c for k in self._coeffs], self._bias * c + bias_shift)
+
+    def _combined(self, other: "ParamProduct", sign: float) -> "ParamProduct":
+        leaves, coeffs = list(self._leaves), list(self._coeffs)
+        for leaf, c in zip(other._leaves, other._coeffs):
+            for i, mine in enumerate(leaves):  # the same buffers twice: add coefficients
+                if mine is leaf:
+                    coeffs[i] += sign * c
+                    break
+            else:
+                leaves.append(leaf)
+                coeffs.append(sign * c)
+        return self._like(leaves, coeffs, self._bias + sign * other._bias)
+
+    def __add__(self, other):
+        if _is_number(other):
+            return self._scaled(1.0, float(other))
+        if isinstance(other, ParamProduct):
+            self._check_other(other)
+            if self._same_layout(other):
+                return self._combined(other, 1.0)
+        return self._elementwise(other, torch.add)
+
+    def __radd__(self, other):
+        return self.__add__(other)
+
+    def __sub__(self, other):
+        if _is_number(other):
+            return self._scaled(1.0, -float(other))
+        if isinstance(other, ParamProduct):
+            self._check_other(other)
+            if self._same_layout(other):
+                return self._combined(other, -1.0)
+        return self._elementwise(other, torch.sub)
+
+    def __rsub__(self, other):
+        if _is_number(other):
+            return self._scaled(-1.0, float(other))
+        return self._elementwise(other, lambda a, b: torch.sub(b, a))
+
+    def __mul__(self, other):
+        if _is_number(other):
+            return self._scaled(float(other))
+        return self._elementwise(other, torch.mul)
+
+    def __rmul__(self, other):
+        if _is_number(other):
+            return self._scaled(float(other))
+        return self._elementwise(other, lambda a, b: torch.mul(b, a))
+
+    def __truediv__(self, other):
+        if _is_number(other) and other != 0 and math.isfinite(1.0 / other):
+            # x * (1/c): one fused pass; within one rounding of x / c.
+            return self._scaled(1.0 / float(other))
+        return self._elementwise(other, torch.div)
+
+    def __rtruediv__(self, other):
+        return self._elementwise(other, lambda a, b: torch.div(b, a))
+
+    def __pow__(self, other):
+        return self._elementwise(other, torch.pow)
+
+    def __rpow__(self, other):
+        return self._elementwise(other, lambda a, b: torch.pow(b, a))
+
+    def __neg__(self):
+        return self._scaled(-1.0)
+
+    def __pos__(self):
+        return self.clone()
+
+    # ------------------------------------------------------ non-affine paths
+
+    def _elementwise(self, other, fn: Callable[[Tensor, Tensor], Tensor]) -> "ParamProduct":
+        """A non-affine operation: materialize, then one torch op per group (or per
+        parameter when the operands' layouts differ, or `other` is a tensor)."""
+        if isinstance(other, ParamProduct):
+            self._check_other(other)
+            if self._same_layout(other):
+                mine, theirs = self.buffers(), other.buffers()
+                with torch.no_grad():
+                    out = [fn(a, b) for a, b in zip(mine, theirs)]
+                return self._from_buffers(out)
+            rhs = other.params
+            return self._per_param(lambda pid, p: fn(p, rhs[pid]))
+        if _is_number(other):
+            with torch.no_grad():
+                out = [fn(buf, other) for buf in self.buffers()]
+            return self._from_buffers(out)
+        if isinstance(other, Tensor):  # nytorch passes tensors through to torch (broadcasting)
+            return self._per_param(lambda pid, p: fn(p, other))
+        from .module import NytoModule  # local: module imports product
+        if isinstance(other, (NytoModule, torch.nn.Module)):
+            raise SpeciesError("a product cannot be combined with a module; use module.product()")
+        return NotImplemented
+
+    def _from_buffers(self, out: list[Tensor]) -> "ParamProduct":
+        if any(b.dtype != g.dtype for b, g in zip(out, self.layout.groups)):  # promotion
+            views = self.layout.views(out)
+            return self._from_tensors(OrderedDict(zip(self.layout.pids, views)))
+        return self._like([out], [1.0], 0.0, self._result_extras())
+
+    def _per_param(self, fn: Callable[[int, Tensor], Tensor]) -> "ParamProduct":
+        params = self.params
+        with torch.no_grad():
+            computed = OrderedDict((pid, fn(pid, p)) for pid, p in params.items() if pid not in self.extras)
+        return self._from_tensors(computed)
+
+    def _from_tensors(self, tensors: "OrderedDict[int, Tensor]") -> "ParamProduct":
+        """A new materialized product from per-parameter tensors (copied once)."""
+        layout = Layout.of(tensors.items())
+        buffers = layout.empty(DEFAULT_POOL)
+        with torch.no_grad():
+            for view, t in zip(layout.views(buffers), tensors.values()):
+                view.copy_(t)
+        return type(self)._make(self.kernel, self.module_id, layout, [buffers], [1.0], 0.0,
+                                self._result_extras())
+
+    def _result_extras(self):
+        return self.extras  # non-operational parameters keep the left operand's value
+
+    def unary_operator(self, fn: Callable[[Tensor, object], Tensor]) -> "ParamProduct":
+        """nytorch's per-parameter hook: ``fn(param, config) -> tensor`` for every
+        parameter (operational or not, as in nytorch)."""
+        config = self.kernel.species.config
+        with torch.no_grad():
+            out = OrderedDict((pid, fn(p, config[pid])) for pid, p in self.params.items())
+        return self._split_result(out)
+
+    def binary_operator(self, other: "ParamProduct", fn: Callable[[Tensor, Tensor, object], Tensor]) -> "ParamProduct":
+        """``fn(param, other_param, config) -> tensor`` for every parameter."""
+        other = getattr(other, "product", other) if not isinstance(other, ParamProduct) else other
+        self._check_other(other)
+        config = self.kernel.species.config
+        rhs = other.params
+        with torch.no_grad():
+            out = OrderedDict((pid, fn(p, rhs[pid], config[pid])) for pid, p in self.params.items())
+        return self._split_result(out)
+
+    def _split_result(self, out: "OrderedDict[int, Tensor]") -> "ParamProduct":
+        operational = OrderedDict((pid, t) for pid, t in out.items() if pid not in self.extras)
+        result = self._from_tensors(operational)
+        result.extras = OrderedDict((pid, t) for pid, t in out.items() if pid in self.extras)
+        return result
+
+    # ------------------------------------------------------------ generators
+
+    def clone(self) -> "ParamProduct":
+        with torch.no_grad():
+            return self._like([[b.clone() for b in self.buffers()]], [1.0], 0.0)
+
+    def randn(self) -> "ParamProduct":
+        with torch.no_grad():
+            return self._like([[torch.randn_like(b) for b in self.buffers()]], [1.0], 0.0)
+
+    def rand(self) -> "ParamProduct":
+        with torch.no_grad():
+            return self._like([[torch.rand_like(b) for b in self.buffers()]], [1.0], 0.0)
+
+    # --------------------------------------------- fused updates (new in nytorch_ext)
+
+    def blend(self, best: "ParamProduct", alpha: float) -> "ParamProduct":
+        """``(1-alpha)*self + alpha*best``: APSO's W_i <- (1-a) W_i + a W_g, as one
+        ``ops.blend`` pass per group (exactly self at 0, exactly best at 1)."""
+        alpha = _finite(alpha, "alpha")
+        self._check_other(best)
+        if not self._same_layout(best):
+            return self * (1.0 - alpha) + best * alpha
+        out = self.layout.empty(DEFAULT_POOL)
+        with torch.no_grad():
+            for target, x, y in zip(out, self.buffers(), best.buffers()):
+                ops.blend(x, y, alpha, out=target)
+        return self._like([out], [1.0], 0.0)
+
+    def blend_(self, best: "ParamProduct", alpha: float) -> "ParamProduct":
+        """In place: ``self <- (1-alpha)*self + alpha*best``. When ``self`` came from
+        ``particle.product()`` this updates the particle's parameters directly."""
+        alpha = _finite(alpha, "alpha")
+        self._check_other(best)
+        if not self._same_layout(best):
+            raise ValueError("blend_: the two products have different layouts (shapes, dtypes "
+                             "or devices); use blend(), which handles that")
+        theirs = best.buffers()
+        with torch.no_grad():
+            for x, y in zip(self.buffers(), theirs):
+                ops.blend_(x, y, alpha)
+        return self
+
+    def axpby(self, a: float, other: "ParamProduct", b: float) -> "ParamProduct":
+        """``a*self + b*other``, lazily fused like any affine expression."""
+        return self * float(a) + other * float(b)
+
+    # ------------------------------------------------------------ conversion
+
+    def module(self):
+        """A new particle of the species whose parameters are views of this product's
+        buffers (no per-parameter copy); returns its module ``module_id``."""
+        return self.kernel.build(self)
+
+    def particle(self):
+        return self.module()
+
+    def __repr__(self) -> str:
+        state = "materialized" if self.is_materialized else f"lazy ({len(self._leaves)} leaves)"
+        return (f"{type(self).__name__}({len(self.layout.slots)} operational params in "
+                f"{len(self.layout.groups)} group(s), {len(self.extras)} other, {state})")
+
+
+def _finite(value, name: str) -> float:
+    if not _is_number(value) and not (isinstance(value, Tensor) and value.numel() == 1):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def lincomb(coeffs: Sequence[float], products: Sequence[ParamProduct], bias: float = 0.0) -> ParamProduct:
+    """``sum_k coeffs[k]*products[k] + bias`` as one fused pass per group (lazy)."""
+    if len(coeffs) == 0 or len(coeffs) != len(products):
+        raise ValueError(f"coeffs ({len(coeffs)}) and products ({len(products)}) must be non-empty and of equal length")
+    result = products[0] * float(coeffs[0])
+    for c, p in zip(coeffs[1:], products[1:]):
+        result = result + p * float(c)
+    return result + float(bias) if bias else result
