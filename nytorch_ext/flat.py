@@ -75,9 +75,14 @@ class Layout:
         return tuple(s.pid for s in self.slots)
 
     def empty(self, pool: "BufferPool | None" = None) -> list[torch.Tensor]:
-        """New (uninitialized) flat buffers, one per group, recycled when possible."""
-        take = pool.take if pool is not None else _fresh
-        return [take(g.size, g.dtype, g.device) for g in self.groups]
+        """New (uninitialized) flat buffers, one per group. With a pool they are
+        recycled when possible and registered with it, to be recycled once every
+        product, particle and view that uses them is gone."""
+        if pool is None:
+            return [_fresh(g.size, g.dtype, g.device) for g in self.groups]
+        buffers = [pool.take(g.size, g.dtype, g.device) for g in self.groups]
+        pool.give(buffers)
+        return buffers
 
     def views(self, buffers: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """One view per slot, in slot order, of its group's buffer."""
@@ -127,11 +132,22 @@ class BufferPool:
         return _fresh(size, dtype, device)
 
     def give(self, buffers: Iterable[torch.Tensor]) -> None:
-        """Offer buffers for reuse; they are reused only once nothing else holds them."""
+        """Register buffers for reuse; each is handed out again only once nothing
+        else holds it. A full bucket drops an entry still in use elsewhere (its
+        owner keeps it alive) to make room; the pool never holds more than
+        ``max_per_key`` buffers per (size, dtype, device)."""
         for buf in buffers:
             bucket = self._free.setdefault((buf.numel(), buf.dtype, buf.device), [])
-            if len(bucket) < self.max_per_key and not any(b is buf for b in bucket):
-                bucket.append(buf)
+            if any(b is buf for b in bucket):
+                continue
+            if len(bucket) >= self.max_per_key:
+                for i in range(len(bucket)):
+                    if not (sys.getrefcount(bucket[i]) == 2 and _sole_owner(bucket[i])):
+                        del bucket[i]
+                        break
+                else:
+                    continue  # every entry is free already: keep those
+            bucket.append(buf)
 
     def clear(self) -> None:
         self._free.clear()

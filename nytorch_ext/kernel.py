@@ -15,7 +15,6 @@ on them stay valid.
 """
 from __future__ import annotations
 
-import copy
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -75,13 +74,18 @@ class Storage:
 
 def _shallow_copy(module: nn.Module) -> nn.Module:
     """A new module object sharing everything (hooks, buffers, attributes) with
-    ``module``, with its own parameter, buffer and child dictionaries (as nytorch)."""
-    new = copy.copy(module)
+    ``module``, with its own parameter, buffer and child dictionaries (as nytorch).
+    (copy.copy does the same through __reduce_ex__, several times slower.)"""
+    new = object.__new__(type(module))
     d = new.__dict__
+    d.update(module.__dict__)
     d["_parameters"] = dict(module._parameters)
     d["_buffers"] = dict(module._buffers)
     d["_modules"] = dict(module._modules)
     return new
+
+
+_make_parameter = torch.Tensor._make_subclass  # nn.Parameter(data, rg) without the Python layers
 
 
 class ParticleKernel:
@@ -309,7 +313,7 @@ class ParticleKernel:
         new_params: dict[int, nn.Parameter] = {}
         for pid, old in self.params.items():
             if pid in views:
-                new_params[pid] = nn.Parameter(views[pid], old.requires_grad)
+                new_params[pid] = _make_parameter(nn.Parameter, views[pid], old.requires_grad)
             else:
                 value = product.extras.get(pid, old)
                 if config[pid].clone:
@@ -327,7 +331,7 @@ class ParticleKernel:
                 if p is not None and id(p) in pid_of:
                     new._parameters[name] = new_params[pid_of[id(p)]]
             kernel.modules[mid] = new
-            _adopt(new, kernel, mid)
+            _adopt(new, kernel, mid, keep_cleared=False)  # a new particle: live reference
         kernel.params = OrderedDict((pid, new_params[pid]) for pid in self.params)
         kernel._buffer_ids = dict(self._buffer_ids)
         # The views were made from the product's layout: the storage is in place.
@@ -336,12 +340,12 @@ class ParticleKernel:
         return kernel
 
 
-def _adopt(module: nn.Module, kernel: ParticleKernel, mid: int) -> None:
+def _adopt(module: nn.Module, kernel: ParticleKernel, mid: int, keep_cleared: bool = True) -> None:
     """Point a NytoModule (root or submodule) at its particle's kernel (unless a
-    ParticleModule cleared that reference) and its change cell."""
+    ParticleModule cleared that reference and ``keep_cleared``) and its change cell."""
     if getattr(type(module), "_is_nyto_module", False):
         d = module.__dict__
-        if d.get("_particle_kernel", kernel) is not None:
+        if not (keep_cleared and "_particle_kernel" in d and d["_particle_kernel"] is None):
             d["_particle_kernel"] = kernel
         d["_module_id"] = mid
         d["_nyto_cell"] = kernel.cell
