@@ -14,11 +14,20 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterable, Sequence
 
 import torch
 
 ALIGN_BYTES = 16
+
+
+def _load_views_op():
+    from ._extension import _C
+    return torch.ops.nytorch_ext._views.default if _C is not None else None
+
+
+_views_op = _load_views_op()
 
 
 @dataclass(frozen=True)
@@ -85,8 +94,27 @@ class Layout:
         return buffers
 
     def views(self, buffers: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """One view per slot, in slot order, of its group's buffer."""
-        return [buffers[s.group].narrow(0, s.offset, s.numel).view(s.shape) for s in self.slots]
+        """One view per slot, in slot order, of its group's buffer: one C++ call per
+        group when the extension is loaded (a narrow + view per slot costs ~3 us)."""
+        if _views_op is None:
+            return [buffers[s.group].narrow(0, s.offset, s.numel).view(s.shape) for s in self.slots]
+        out: list = [None] * len(self.slots)
+        for buf, (order, offsets, shapes, ndims) in zip(buffers, self._view_args):
+            for i, view in zip(order, _views_op(buf, offsets, shapes, ndims)):
+                out[i] = view
+        return out
+
+    @cached_property
+    def _view_args(self):
+        """Per group: slot positions, offsets, concatenated shapes and ranks."""
+        args = [([], [], [], []) for _ in self.groups]
+        for i, s in enumerate(self.slots):
+            order, offsets, shapes, ndims = args[s.group]
+            order.append(i)
+            offsets.append(s.offset)
+            shapes.extend(s.shape)
+            ndims.append(len(s.shape))
+        return args
 
     def addresses(self, buffers: Sequence[torch.Tensor]) -> list[int]:
         """The data pointer each slot's view has (0 for an empty one, as torch reports)."""

@@ -125,15 +125,18 @@ class ParticleModule(nn.Module):
     def forward(self, *args, **kwargs):
         return self.root_module(*args, **kwargs)
 
+    def _nyto_modules(self):
+        # The kernel knows the particle's modules; walking root_module.modules()
+        # costs a generator step per module.
+        return [m for m in self.particle_kernel.modules.values() if isinstance(m, NytoModuleBase)]
+
     def clear_kernel_ref(self) -> None:
-        for m in self.root_module.modules():
-            if isinstance(m, NytoModuleBase):
-                m.__dict__["_particle_kernel"] = None
+        for m in self._nyto_modules():
+            m.__dict__["_particle_kernel"] = None
 
     def restore_kernel_ref(self) -> None:
-        for m in self.root_module.modules():
-            if isinstance(m, NytoModuleBase):
-                m.__dict__["_particle_kernel"] = self.particle_kernel
+        for m in self._nyto_modules():
+            m.__dict__["_particle_kernel"] = self.particle_kernel
 
     # ------------------------------------------------------------ particle API
 
