@@ -17,8 +17,8 @@ Workloads (flat buffer of N elements, or a list of tensors shaped like a model):
   axpby    out = a x + b y (new buffer)   torch: a*x + b*y
   lincomb3 out = c0 x0 + c1 x1 + c2 x2    torch: c0*x0 + c1*x1 + c2*x2
   momentum W_new + beta (W_prev - W_prev2) as one lincomb
-The particle-level workloads (module arithmetic, nytorch 1.1.0) join this table
-with the particle API.
+  particle (0.5a + 0.5b).module(), a.blend(b).module(), a.blend_(b) on ParticleModules
+           of the model, against nytorch 1.1.0 (skipped with the reason if not installed)
 """
 from __future__ import annotations
 
@@ -212,10 +212,90 @@ def run_case(workload, shape_name, shapes, dtype, device, rounds, warmup, copy_b
     return rows
 
 
+# ------------------------------------------------------------ particle level
+
+def particle_model(base, shapes_name: str):
+    """The benchmark model as a subclass of `base` (nytorch's or our NytoModule)."""
+    import torch.nn as nn
+
+    class Model(base):
+        def __init__(self):
+            super().__init__()
+            if shapes_name == "convnet":
+                self.conv1, self.conv2 = nn.Conv2d(1, 10, 5), nn.Conv2d(10, 20, 3)
+                self.fc = nn.Linear(2000, 10)
+            else:
+                n, d = {"mlp10x1000": (10, 1000), "mlp200x64": (200, 64)}[shapes_name]
+                self.layers = nn.Sequential(*[nn.Linear(d, d) for _ in range(n)])
+    return Model()
+
+
+def run_particle_case(shape_name: str, rounds: int, warmup: int) -> list[Row]:
+    """(0.5*a + 0.5*b).module(), a.blend(b).module() and the in-place blend_ on
+    ParticleModules, against nytorch 1.1.0 and one lerp_ over a flat buffer."""
+    import nytorch_ext as ne
+
+    torch.manual_seed(0)
+    a = ne.ParticleModule(particle_model(ne.NytoModule, shape_name))
+    b = a.randn()
+    n = sum(p.numel() for p in a.parameters())
+    impls: dict[str, Callable[[], object]] = {}
+    results: dict[str, Callable[[], list]] = {}
+    skipped = []
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import nytorch
+            from nytorch.particle_module import ParticleModule as NyParticleModule
+        na = NyParticleModule(particle_model(nytorch.NytoModule, shape_name))
+        na.load_state_dict(a.state_dict())
+        nb = na.clone()
+        nb.load_state_dict(b.state_dict())
+        out = {}
+        impls["nytorch 1.1.0 (0.5a+0.5b).module()"] = lambda: out.__setitem__("ny", (0.5 * na.product() + 0.5 * nb.product()).module())
+        results["nytorch 1.1.0 (0.5a+0.5b).module()"] = lambda: list(out["ny"].parameters())
+    except ImportError as exc:
+        skipped.append(("nytorch 1.1.0", f"nytorch is not installed ({exc.name}); pip install nytorch==1.1.0"))
+    out2 = {}
+    impls["nytorch_ext (0.5a+0.5b).module()"] = lambda: out2.__setitem__("lin", (0.5 * a.product() + 0.5 * b.product()).module())
+    results["nytorch_ext (0.5a+0.5b).module()"] = lambda: list(out2["lin"].parameters())
+    impls["nytorch_ext a.blend(b, 0.5).module()"] = lambda: out2.__setitem__("bl", a.product().blend(b.product(), 0.5).module())
+    results["nytorch_ext a.blend(b, 0.5).module()"] = lambda: list(out2["bl"].parameters())
+    c = a.clone()
+    impls["nytorch_ext c.blend_(b, 0.5) in place"] = lambda: c.blend_(b, 0.5)
+    flat_a, flat_b = torch.randn(n), torch.randn(n)
+    impls["torch lerp_ (flat, floor)"] = lambda: flat_a.lerp_(flat_b, 0.5)
+    # correctness before timing: every module-producing row holds 0.5a + 0.5b
+    for name, fn in impls.items():
+        fn()
+        if name in results:
+            expected = [0.5 * p + 0.5 * q for p, q in zip(a.parameters(), b.parameters())]
+            for got, want in zip(results[name](), expected):
+                if not torch.allclose(got, want, atol=1e-5, rtol=1e-5):
+                    raise AssertionError(f"{name} disagrees with 0.5*a + 0.5*b")
+    times = time_round_robin(impls, "cpu", rounds, warmup)
+    moved = 3 * n * 4
+    rows = []
+    for name, t in times.items():
+        med = statistics.median(t)
+        rows.append(Row("particle", shape_name, name, "cpu", "float32", n, moved, med * 1e3,
+                        min(t) * 1e3, max(t) * 1e3, moved / med / 1e9, float("nan")))
+    medians = {r.impl: r.median_ms for r in rows}
+    for r in rows:
+        ny = [k for k in medians if k.startswith("nytorch 1.1.0")]
+        if ny:
+            r.speedup["nytorch"] = medians[ny[0]] / r.median_ms
+        r.speedup["floor"] = medians["torch lerp_ (flat, floor)"] / r.median_ms
+    rows += [Row("particle", shape_name, name, "cpu", "float32", n, moved, skipped=why) for name, why in skipped]
+    return rows
+
+
 # ----------------------------------------------------------------------- main
 
 def print_table(rows: list[Row]) -> None:
-    header = f"{'workload':<9} {'shape':<11} {'implementation':<36} {'median ms':>10} {'min-max ms':>17} {'GB/s':>7} {'%copy':>6} {'vs eager':>9} {'vs foreach':>10} {'vs floor':>9}"
+    header = f"{'workload':<9} {'shape':<11} {'implementation':<36} {'median ms':>10} {'min-max ms':>17} {'GB/s':>7} {'%copy':>6} {'vs eager':>9} {'vs foreach':>10} {'vs floor':>9} {'vs nytorch':>10}"
     print(header)
     print("-" * len(header))
     for r in rows:
@@ -223,8 +303,9 @@ def print_table(rows: list[Row]) -> None:
             print(f"{r.workload:<9} {r.shape:<11} {r.impl:<36} skipped: {r.skipped}")
             continue
         sp = lambda k: f"{r.speedup[k]:.2f}x" if k in r.speedup else "-"
+        copy = "-" if r.copy_fraction != r.copy_fraction else f"{100 * r.copy_fraction:.0f}%"
         print(f"{r.workload:<9} {r.shape:<11} {r.impl:<36} {r.median_ms:>10.3f} {r.min_ms:>8.3f}-{r.max_ms:<8.3f} "
-              f"{r.gbps:>7.1f} {100 * r.copy_fraction:>5.0f}% {sp('eager'):>9} {sp('foreach'):>10} {sp('floor'):>9}")
+              f"{r.gbps:>7.1f} {copy:>6} {sp('eager'):>9} {sp('foreach'):>10} {sp('floor'):>9} {sp('nytorch'):>10}")
 
 
 def main(argv=None) -> int:
@@ -258,6 +339,9 @@ def main(argv=None) -> int:
             bw = copy_bandwidth(n, dtype, device, rounds, warmup)
             for workload in ("blend_", "axpby_", "axpby", "lincomb3", "momentum"):
                 rows += run_case(workload, shape_name, shapes, dtype, device, rounds, warmup, bw)
+    if "cpu" in devices and dtype == torch.float32:
+        for shape_name in (["mlp200x64"] if args.quick else ["mlp200x64", "mlp10x1000", "convnet"]):
+            rows += run_particle_case(shape_name, rounds, warmup)
     print_table(rows)
     if args.json:
         with open(args.json, "w") as f:
