@@ -142,7 +142,7 @@ setup(
     python_requires=">=3.10",
     install_requires=["torch>=2.4"],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "numpy", "scikit-learn"],
+        "test": ["pytest>=7", "hypothesis>=6", "numpy", "scikit-learn", "nytorch==1.1.0"],
         "bench": ["matplotlib", "tqdm"],
     },
 )

@@ -47,6 +47,7 @@ class Species:
         self.next_pid = 0
         self.next_mid = ROOT_MODULE_ID + 1
         self.members: "weakref.WeakSet[ParticleKernel]" = weakref.WeakSet()
+        self.pending = False  # some member changed structure and has not recorded it
 
     @property
     def version(self) -> int:
@@ -98,9 +99,9 @@ class ParticleKernel:
         self.params: "OrderedDict[int, nn.Parameter]" = OrderedDict()
         self.storage: Storage | None = None
         # Shared with the particle's NytoModules, which set it on structural changes:
-        # a list, not a back-reference, so a cleared ParticleModule root (no kernel
-        # reference, no cycle) can still report changes.
-        self.cell = [False]
+        # [dirty, species], not a back-reference to the kernel, so a cleared
+        # ParticleModule root (no kernel reference, no cycle) can still report them.
+        self.cell = [False, species]
         self._buffer_ids: dict = {}
         species.members.add(self)
 
@@ -111,6 +112,15 @@ class ParticleKernel:
     @dirty.setter
     def dirty(self, value: bool) -> None:
         self.cell[0] = value
+        if value:
+            self.cell[1].pending = True
+
+    def move_to(self, species: Species) -> None:
+        """Leave this species for another (detach)."""
+        self.species.members.discard(self)
+        self.species = species
+        self.cell[1] = species
+        species.members.add(self)
 
     # nytorch: particle_kernel.data.params, particle_kernel.version
     @property
@@ -197,7 +207,14 @@ class ParticleKernel:
             self.version = self.species.version
 
     def touch(self) -> None:
-        """Catch up with structural changes made on other particles of the species."""
+        """Catch up with structural changes made on other particles of the species
+        (recording first any change a member has made and not yet logged)."""
+        species = self.species
+        if species.pending:
+            species.pending = False
+            for member in list(species.members):
+                if member.dirty and member is not self:
+                    member.record(member.modules[ROOT_MODULE_ID])
         root = self.modules[ROOT_MODULE_ID]
         if self.dirty:
             self.record(root)
@@ -229,10 +246,15 @@ class ParticleKernel:
                     for name, q in list(module._parameters.items()):
                         if q is p:
                             del module._parameters[name]
+            added_mids = {m for m, *_ in change.added_modules}
             for pid, mid, name, source in change.added_params:
                 module = self.modules.get(mid)
-                if module is not None and not any(mid == m for m, *_ in change.added_modules):
+                if module is None:
+                    continue
+                if mid not in added_mids:  # an added module brought its (cloned) params
                     module._parameters[name] = nn.Parameter(source.detach().clone(), source.requires_grad)
+                # the same ids as on the particle that made the change, for the re-scan
+                self.params[pid] = module._parameters[name]
             for mid, name, tensor, persistent in change.buffers:
                 module = self.modules.get(mid)
                 if module is None:

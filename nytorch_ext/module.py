@@ -50,6 +50,7 @@ class NytoModuleBase(nn.Module):
         cell = self.__dict__.get("_nyto_cell")
         if cell is not None:
             cell[0] = True
+            cell[1].pending = True
 
     def __setattr__(self, name, value):
         super().__setattr__(name, value)
@@ -201,9 +202,7 @@ class NytoModule(NytoModuleBase):
         species = Species()
         species.config = {pid: c.copy() for pid, c in kernel.species.config.items()}
         species.next_pid, species.next_mid = kernel.species.next_pid, kernel.species.next_mid
-        kernel.species.members.discard(new_kernel)
-        new_kernel.species = species
-        species.members.add(new_kernel)
+        new_kernel.move_to(species)
         # share the Parameter objects themselves, as nytorch does
         for module in new_kernel.modules.values():
             for name, p in list(module._parameters.items()):
