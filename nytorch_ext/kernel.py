@@ -24,7 +24,7 @@ from torch import nn
 
 from .flat import DEFAULT_POOL, Layout, flatten_into
 from .mtype import ROOT_MODULE_ID, ParamConfig
-from .product import ParamProduct
+from .product import ParamProduct, _settle
 
 
 @dataclass
@@ -66,6 +66,7 @@ class Storage:
     params: list          # the operational Parameter objects, in layout order
     addresses: list       # where each must point
     config_version: int
+    dependents: "weakref.WeakSet" = field(default_factory=weakref.WeakSet)  # lazy products reading it
 
     def intact(self, params: list, config_version: int) -> bool:
         return (config_version == self.config_version and len(params) == len(self.params)
@@ -143,8 +144,12 @@ class ParticleKernel:
 
         seen_params: set = set()
         seen_modules: set = set()
-
-        def visit(module: nn.Module, mid: int) -> None:
+        # An explicit stack, not a recursive closure: a closure that refers to itself
+        # is a reference cycle, which would keep this kernel alive until gc.collect().
+        _adopt(root, self, ROOT_MODULE_ID)
+        stack = [(root, ROOT_MODULE_ID)]
+        while stack:
+            module, mid = stack.pop()
             modules[mid] = module
             seen_modules.add(id(module))
             for name, p in module._parameters.items():
@@ -160,9 +165,11 @@ class ParticleKernel:
                 params[pid] = p
             for name, b in module._buffers.items():
                 buffers[(mid, name)] = b
+            children = []
             for name, child in module._modules.items():
                 if child is None or id(child) in seen_modules:  # shared: one id
                     continue
+                seen_modules.add(id(child))
                 cmid = mid_of.get(id(child))
                 if cmid is None:
                     cmid = species.next_mid
@@ -170,10 +177,8 @@ class ParticleKernel:
                     mid_of[id(child)] = cmid
                     change.added_modules.append((cmid, mid, name, child))
                 _adopt(child, self, cmid)
-                visit(child, cmid)
-
-        _adopt(root, self, ROOT_MODULE_ID)
-        visit(root, ROOT_MODULE_ID)
+                children.append((child, cmid))
+            stack.extend(reversed(children))  # pre-order, children in registration order
         change.removed_modules = [mid for mid in self.modules if mid not in modules]
         change.removed_params = [pid for pid in self.params if pid not in params]
         for key, b in buffers.items():
@@ -296,13 +301,15 @@ class ParticleKernel:
         st = self.flat()
         config = self.species.config
         extras = OrderedDict((pid, p) for pid, p in self.params.items() if not config[pid].operational)
-        return ParamProduct._make(self, module_id, st.layout, [st.buffers], [1.0], 0.0, extras)
+        return ParamProduct._make(self, module_id, st.layout, [st.buffers], [1.0], 0.0, extras, owners=[st],
+                                  live=True)
 
     def assign(self, product: ParamProduct) -> None:
         """This particle's parameters <- the product's values, in place (the same
         Parameter objects and storage); one fused pass per group."""
         self.touch()
         st = self.flat()
+        _settle(st, keep=product)  # other lazy products reading this storage: values first
         if product.layout == st.layout:
             if not (product.is_materialized and product._leaves[0] is st.buffers):
                 product._evaluate_into(st.buffers)

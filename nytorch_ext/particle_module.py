@@ -107,6 +107,7 @@ class ParticleModule(nn.Module):
         if root_module._module_id != ROOT_MODULE_ID or kernel is None:
             raise ValueError("ParticleModule wraps the root module of a particle that is not "
                              "already wrapped (its kernel reference is cleared)")
+        kernel.touch()  # know every NytoModule child before clearing their references
         self._init(root_module, kernel)
 
     def _init(self, root_module, kernel) -> None:
@@ -236,4 +237,7 @@ class GetNytoModule:
         return self.particle_module.root_module
 
     def __exit__(self, exc_type, exc_value, traceback) -> None:
-        self.particle_module.clear_kernel_ref()
+        try:
+            self.particle_module.particle_kernel.touch()  # adopt children added inside
+        finally:
+            self.particle_module.clear_kernel_ref()

@@ -38,7 +38,12 @@ def _is_number(x) -> bool:
 class ParamProduct:
     """The parameters of one particle (or of an expression over particles)."""
 
-    __slots__ = ("kernel", "module_id", "layout", "_leaves", "_coeffs", "_bias", "extras", "__weakref__")
+    # _owners[k]: the particle Storage whose live buffers leaf k is (None for a
+    # product's own buffers); _versions[k]: their version count when captured.
+    # _live: this is a particle's own product() (reads its storage, like nytorch's
+    # live parameter dict); every derived product is a value.
+    __slots__ = ("kernel", "module_id", "layout", "_leaves", "_coeffs", "_bias", "extras",
+                 "_owners", "_versions", "_live", "__weakref__")
 
     def __init__(self, kernel: "ParticleKernel", module_id: int, params=None):
         """nytorch's constructor: the product of ``params`` (a ParamID -> Parameter
@@ -61,20 +66,29 @@ class ParamProduct:
     # --------------------------------------------------------------- building
 
     @classmethod
-    def _make(cls, kernel, module_id, layout, leaves, coeffs, bias, extras) -> "ParamProduct":
+    def _make(cls, kernel, module_id, layout, leaves, coeffs, bias, extras,
+              owners=None, versions=None, live=False) -> "ParamProduct":
         self = object.__new__(cls)
         self.kernel, self.module_id, self.layout = kernel, module_id, layout
         self._leaves, self._coeffs, self._bias = leaves, coeffs, bias
         self.extras = extras
+        self._live = live
+        self._owners = owners if owners is not None else [None] * len(leaves)
+        self._versions = versions if versions is not None else [_version(leaf) for leaf in leaves]
+        if not self.is_materialized:
+            for owner in self._owners:
+                if owner is not None:
+                    owner.dependents.add(self)
         return self
 
     def _adopt(self, other: "ParamProduct") -> None:
         for name in ParamProduct.__slots__[:-1]:
             setattr(self, name, getattr(other, name))
 
-    def _like(self, leaves, coeffs, bias, extras=None) -> "ParamProduct":
+    def _like(self, leaves, coeffs, bias, extras=None, owners=None, versions=None) -> "ParamProduct":
+        """Same kernel and layout; new leaves (own buffers unless ``owners`` says)."""
         return type(self)._make(self.kernel, self.module_id, self.layout, leaves, coeffs, bias,
-                                self.extras if extras is None else extras)
+                                self.extras if extras is None else extras, owners, versions)
 
     @property
     def species(self):
@@ -84,7 +98,10 @@ class ParamProduct:
 
     @property
     def is_materialized(self) -> bool:
-        return len(self._leaves) == 1 and self._coeffs[0] == 1.0 and self._bias == 0.0
+        """Holds its values in buffers: no pending expression, and not a derived
+        product that still reads a particle's live storage."""
+        return (len(self._leaves) == 1 and self._coeffs[0] == 1.0 and self._bias == 0.0
+                and (self._live or self._owners[0] is None))
 
     def buffers(self) -> list[Tensor]:
         """The flat buffers, evaluating a pending expression (one pass per group)."""
@@ -92,9 +109,20 @@ class ParamProduct:
             out = self.layout.empty(DEFAULT_POOL)
             self._evaluate_into(out)
             self._leaves, self._coeffs, self._bias = [out], [1.0], 0.0
+            self._owners, self._versions = [None], [_version(out)]
         return self._leaves[0]
 
     def _evaluate_into(self, out: Sequence[Tensor]) -> None:
+        # A product is a value: if a particle it reads was changed in place outside
+        # nytorch_ext (an optimizer step) since the expression was built, the old
+        # values are gone; say so rather than compute with the new ones. (In-place
+        # changes made through nytorch_ext evaluate pending dependents first.)
+        for leaf, owner, version in zip(self._leaves, self._owners, self._versions):
+            if owner is not None and _version(leaf) != version:
+                raise RuntimeError(
+                    "a particle this lazy product reads was modified in place (e.g. by an "
+                    "optimizer step) after the product was built; evaluate the product "
+                    "first (product.clone() or product.module()) or build it afterwards")
         with torch.no_grad():
             for g, target in enumerate(out):
                 ops.lincomb(self._coeffs, [leaf[g] for leaf in self._leaves], self._bias, out=target)
@@ -133,11 +161,13 @@ class ParamProduct:
     # --------------------------------------------------------- affine algebra
 
     def _scaled(self, c: float, bias_shift: float = 0.0) -> "ParamProduct":
-        return self._like(self._leaves, [k * c for k in self._coeffs], self._bias * c + bias_shift)
+        return self._like(self._leaves, [k * c for k in self._coeffs], self._bias * c + bias_shift,
+                          owners=self._owners, versions=self._versions)
 
     def _combined(self, other: "ParamProduct", sign: float) -> "ParamProduct":
         leaves, coeffs = list(self._leaves), list(self._coeffs)
-        for leaf, c in zip(other._leaves, other._coeffs):
+        owners, versions = list(self._owners), list(self._versions)
+        for leaf, c, owner, version in zip(other._leaves, other._coeffs, other._owners, other._versions):
             for i, mine in enumerate(leaves):  # the same buffers twice: add coefficients
                 if mine is leaf:
                     coeffs[i] += sign * c
@@ -145,7 +175,9 @@ class ParamProduct:
             else:
                 leaves.append(leaf)
                 coeffs.append(sign * c)
-        return self._like(leaves, coeffs, self._bias + sign * other._bias)
+                owners.append(owner)
+                versions.append(version)
+        return self._like(leaves, coeffs, self._bias + sign * other._bias, owners=owners, versions=versions)
 
     def __add__(self, other):
         if _is_number(other):
@@ -316,8 +348,10 @@ class ParamProduct:
             raise ValueError("blend_: the two products have different layouts (shapes, dtypes "
                              "or devices); use blend(), which handles that")
         theirs = best.buffers()
+        mine = self.buffers()
+        _settle(self._owners[0], keep=self)
         with torch.no_grad():
-            for x, y in zip(self.buffers(), theirs):
+            for x, y in zip(mine, theirs):
                 ops.blend_(x, y, alpha)
         return self
 
@@ -339,6 +373,22 @@ class ParamProduct:
         state = "materialized" if self.is_materialized else f"lazy ({len(self._leaves)} leaves)"
         return (f"{type(self).__name__}({len(self.layout.slots)} operational params in "
                 f"{len(self.layout.groups)} group(s), {len(self.extras)} other, {state})")
+
+
+def _version(buffers: Sequence[Tensor]) -> int:
+    """In-place modifications of these buffers (or any view of them) so far."""
+    return sum(b._version for b in buffers)
+
+
+def _settle(storage, keep=None) -> None:
+    """Before writing a particle's storage in place: evaluate the lazy products that
+    read it (all but ``keep``), so they keep the values they were built from."""
+    if storage is None:
+        return
+    for product in list(storage.dependents):
+        if product is not keep and not product.is_materialized:
+            product.buffers()
+    storage.dependents.clear()
 
 
 def _finite(value, name: str) -> float:
