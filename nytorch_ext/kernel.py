@@ -53,6 +53,15 @@ class Species:
     def version(self) -> int:
         return len(self.log)
 
+    def __getstate__(self):  # weak sets do not pickle; members re-register on load
+        state = dict(self.__dict__)
+        state["members"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.members = weakref.WeakSet()
+
     # nytorch exposes the species as kernel.version / product.vdata
     @property
     def data(self) -> "Species":
@@ -69,9 +78,12 @@ class Storage:
     dependents: "weakref.WeakSet" = field(default_factory=weakref.WeakSet)  # lazy products reading it
 
     def intact(self, params: list, config_version: int) -> bool:
+        """Every parameter is still this storage's view: same object, address, shape
+        and contiguity (``p.data = p.data.t()`` keeps the address)."""
         return (config_version == self.config_version and len(params) == len(self.params)
                 and all(a is b for a, b in zip(params, self.params))
-                and [p.data_ptr() for p in params] == self.addresses)
+                and [p.data_ptr() for p in params] == self.addresses
+                and all(p.shape == s.shape and p.is_contiguous() for p, s in zip(params, self.layout.slots)))
 
 
 def _shallow_copy(module: nn.Module) -> nn.Module:
@@ -104,6 +116,7 @@ class ParticleKernel:
         # ParticleModule root (no kernel reference, no cycle) can still report them.
         self.cell = [False, species]
         self._buffer_ids: dict = {}
+        self.places: list = []  # (parameter dict, name, Parameter) for each placement
         species.members.add(self)
 
     @property
@@ -128,6 +141,15 @@ class ParticleKernel:
     def data(self) -> "ParticleKernel":
         return self
 
+    def __getstate__(self):  # the flat storage is rebuilt from the parameters on load
+        state = dict(self.__dict__)
+        state["storage"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.species.members.add(self)
+
     # ------------------------------------------------------------- structure
 
     def scan(self, root: nn.Module) -> Change:
@@ -143,42 +165,50 @@ class ParticleKernel:
         buffers: dict = {}
 
         seen_params: set = set()
-        seen_modules: set = set()
-        # An explicit stack, not a recursive closure: a closure that refers to itself
-        # is a reference cycle, which would keep this kernel alive until gc.collect().
+        seen_modules: set = {id(root)}
+        places = []
+        # Pre-order, each module's parameters and children interleaved in the order
+        # they were assigned (nytorch numbers parameters by registration). An
+        # explicit stack of iterators, not a recursive closure: a closure that refers
+        # to itself is a reference cycle, keeping this kernel alive until gc.collect().
         _adopt(root, self, ROOT_MODULE_ID)
-        stack = [(root, ROOT_MODULE_ID)]
+        modules[ROOT_MODULE_ID] = root
+        buffers.update(((ROOT_MODULE_ID, n), b) for n, b in root._buffers.items())
+        stack = [(ROOT_MODULE_ID, _members_in_order(root))]
         while stack:
-            module, mid = stack.pop()
-            modules[mid] = module
-            seen_modules.add(id(module))
-            for name, p in module._parameters.items():
-                if p is None or id(p) in seen_params:  # tied: one id
+            mid, members = stack[-1]
+            item = next(members, None)
+            if item is None:
+                stack.pop()
+                continue
+            owner, name, value = item
+            if isinstance(value, nn.Parameter) or name in owner._parameters:
+                places.append((owner._parameters, name, value))
+                if id(value) in seen_params:  # tied: one id
                     continue
-                seen_params.add(id(p))
-                pid = pid_of.get(id(p))
+                seen_params.add(id(value))
+                pid = pid_of.get(id(value))
                 if pid is None:
                     pid = species.next_pid
                     species.next_pid += 1
-                    pid_of[id(p)] = pid
-                    change.added_params.append((pid, mid, name, p))
-                params[pid] = p
-            for name, b in module._buffers.items():
-                buffers[(mid, name)] = b
-            children = []
-            for name, child in module._modules.items():
-                if child is None or id(child) in seen_modules:  # shared: one id
-                    continue
-                seen_modules.add(id(child))
-                cmid = mid_of.get(id(child))
-                if cmid is None:
-                    cmid = species.next_mid
-                    species.next_mid += 1
-                    mid_of[id(child)] = cmid
-                    change.added_modules.append((cmid, mid, name, child))
-                _adopt(child, self, cmid)
-                children.append((child, cmid))
-            stack.extend(reversed(children))  # pre-order, children in registration order
+                    pid_of[id(value)] = pid
+                    change.added_params.append((pid, mid, name, value))
+                params[pid] = value
+                continue
+            if id(value) in seen_modules:  # shared module: one id
+                continue
+            seen_modules.add(id(value))
+            cmid = mid_of.get(id(value))
+            if cmid is None:
+                cmid = species.next_mid
+                species.next_mid += 1
+                mid_of[id(value)] = cmid
+                change.added_modules.append((cmid, mid, name, value))
+            _adopt(value, self, cmid)
+            modules[cmid] = value
+            buffers.update(((cmid, n), b) for n, b in value._buffers.items())
+            stack.append((cmid, _members_in_order(value)))
+        self.places = places
         change.removed_modules = [mid for mid in self.modules if mid not in modules]
         change.removed_params = [pid for pid in self.params if pid not in params]
         for key, b in buffers.items():
@@ -221,6 +251,8 @@ class ParticleKernel:
                 if member.dirty and member is not self:
                     member.record(member.modules[ROOT_MODULE_ID])
         root = self.modules[ROOT_MODULE_ID]
+        if not self.dirty and not all(d.get(n) is p for d, n, p in self.places):
+            self.dirty = True  # a Parameter replaced inside a plain nn.Module child
         if self.dirty:
             self.record(root)
         while self.version < self.species.version:
@@ -363,10 +395,26 @@ class ParticleKernel:
             _adopt(new, kernel, mid, keep_cleared=False)  # a new particle: live reference
         kernel.params = OrderedDict((pid, new_params[pid]) for pid in self.params)
         kernel._buffer_ids = dict(self._buffer_ids)
+        kernel.places = [(m._parameters, n, p) for m in kernel.modules.values()
+                         for n, p in m._parameters.items() if p is not None]
         # The views were made from the product's layout: the storage is in place.
         kernel.storage = Storage(product.layout, buffers, [new_params[pid] for pid in product.layout.pids],
                                  product.layout.addresses(buffers), self.species.config_version)
         return kernel
+
+
+def _members_in_order(module: nn.Module):
+    """(module, name, parameter or child) in assignment order where a NytoModule
+    recorded it, else parameters before children (nn.Module keeps them apart)."""
+    params, children = module._parameters, module._modules
+    order = module.__dict__.get("_nyto_order", ())
+    names = [n for n in order if n in params or n in children]
+    listed = set(names)
+    names += [n for n in params if n not in listed] + [n for n in children if n not in listed]
+    for name in names:
+        value = params[name] if name in params else children.get(name)
+        if value is not None:
+            yield module, name, value
 
 
 def _adopt(module: nn.Module, kernel: ParticleKernel, mid: int, keep_cleared: bool = True) -> None:

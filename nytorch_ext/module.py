@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-import torch
 from torch import nn
 
 from .kernel import ParticleKernel, Species
 from .mtype import ROOT_MODULE_ID, ParamConfig, SpeciesError
-from .product import ParamProduct, _is_number
+from .product import ParamProduct
 
 
 class NytoModuleBase(nn.Module):
@@ -52,10 +51,31 @@ class NytoModuleBase(nn.Module):
             cell[0] = True
             cell[1].pending = True
 
+    def _registered(self, name: str, value) -> None:
+        """Note a structural assignment: its order (nytorch numbers parameters in
+        registration order) and, for a NytoModule child, adopt it into this particle
+        now, so it never acts as a particle of its own."""
+        order = self.__dict__.setdefault("_nyto_order", [])
+        if name not in order:
+            order.append(name)
+        if isinstance(value, NytoModuleBase) and value is not self:
+            cell = self.__dict__.get("_nyto_cell")
+            kernel = self.__dict__.get("_particle_kernel")
+            for m in value.modules():
+                if isinstance(m, NytoModuleBase):
+                    if kernel is not None:
+                        m.__dict__["_particle_kernel"] = kernel
+                    m.__dict__["_nyto_cell"] = cell
+            self._structure_changed()
+            if kernel is not None:
+                kernel.touch()  # number the child now (its _module_id) as nytorch does
+            return
+        self._structure_changed()
+
     def __setattr__(self, name, value):
         super().__setattr__(name, value)
         if isinstance(value, (nn.Parameter, nn.Module)) or value is None or name in self._buffers:
-            self._structure_changed()
+            self._registered(name, value)
 
     def __delattr__(self, name):
         super().__delattr__(name)
@@ -63,11 +83,11 @@ class NytoModuleBase(nn.Module):
 
     def register_parameter(self, name, param):
         super().register_parameter(name, param)
-        self._structure_changed()
+        self._registered(name, param)
 
     def add_module(self, name, module):
         super().add_module(name, module)
-        self._structure_changed()
+        self._registered(name, module)
 
     def register_buffer(self, name, tensor, persistent: bool = True):
         super().register_buffer(name, tensor, persistent)
@@ -94,7 +114,9 @@ class NytoModule(NytoModuleBase):
 
     def product(self) -> ParamProduct:
         """This particle's parameters as a product, zero-copy (its flat storage)."""
-        return self._kernel().product(self._module_id)
+        kernel = self._kernel()
+        kernel.touch()  # may renumber this module (a newly adopted child)
+        return kernel.product(self._module_id)
 
     def product_(self, product: ParamProduct) -> "NytoModule":
         """Assign ``product``'s values to this particle's parameters in place (the same
@@ -131,11 +153,13 @@ class NytoModule(NytoModuleBase):
         return result.module()
 
     def __add__(self, other): return self._binary("__add__", other)
-    def __radd__(self, other): return self._binary("__radd__", other)
+    # nytorch: reflected + and * go through __add__/__mul__, so subclass overrides
+    # (the particle-module chapter's CNN counts instances there) see them too.
+    def __radd__(self, other): return self.__add__(other)
     def __sub__(self, other): return self._binary("__sub__", other)
     def __rsub__(self, other): return self._binary("__rsub__", other)
     def __mul__(self, other): return self._binary("__mul__", other)
-    def __rmul__(self, other): return self._binary("__rmul__", other)
+    def __rmul__(self, other): return self.__mul__(other)
     def __truediv__(self, other): return self._binary("__truediv__", other)
     def __rtruediv__(self, other): return self._binary("__rtruediv__", other)
     def __pow__(self, other): return self._binary("__pow__", other)

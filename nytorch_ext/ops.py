@@ -30,9 +30,7 @@ they run on plain PyTorch ops instead; see :func:`backend_info`.
 """
 from __future__ import annotations
 
-import math
 import numbers
-import warnings
 from typing import Sequence
 
 import torch

@@ -31,6 +31,10 @@ if TYPE_CHECKING:  # pragma: no cover
 Tensor = torch.Tensor
 
 
+_FLOAT32_MAX = torch.finfo(torch.float32).max
+_FLOAT32_TINY = torch.finfo(torch.float32).tiny
+
+
 def _is_number(x) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
@@ -216,8 +220,9 @@ class ParamProduct:
         return self._elementwise(other, lambda a, b: torch.mul(b, a))
 
     def __truediv__(self, other):
-        if _is_number(other) and other != 0 and math.isfinite(1.0 / other):
-            # x * (1/c): one fused pass; within one rounding of x / c.
+        # x * (1/c): one fused pass, within one rounding of x / c, when 1/c is a
+        # normal float32 (the kernels' coefficient type); else true division.
+        if _is_number(other) and other != 0 and _FLOAT32_TINY < abs(1.0 / other) < _FLOAT32_MAX:
             return self._scaled(1.0 / float(other))
         return self._elementwise(other, torch.div)
 

@@ -17,7 +17,7 @@ from nytorch_ext.particle_module import PMProduct
 
 
 def test_intro_momentum_on_iris_learns():
-    sklearn = pytest.importorskip("sklearn")
+    pytest.importorskip("sklearn")
     from sklearn.datasets import load_iris
     from sklearn.metrics import accuracy_score
     from sklearn.model_selection import train_test_split
