@@ -77,6 +77,11 @@ class Storage:
     config_version: int
     dependents: "weakref.WeakSet" = field(default_factory=weakref.WeakSet)  # lazy products reading it
 
+    def version(self) -> int:
+        """In-place writes so far, through the buffers or any parameter (a parameter
+        re-pointed with ``p.data = view`` keeps a version counter of its own)."""
+        return sum(b._version for b in self.buffers) + sum(p._version for p in self.params)
+
     def intact(self, params: list, config_version: int) -> bool:
         """Every parameter is still this storage's view: same object, address, shape
         and contiguity (``p.data = p.data.t()`` keeps the address)."""
@@ -334,7 +339,7 @@ class ParticleKernel:
         config = self.species.config
         extras = OrderedDict((pid, p) for pid, p in self.params.items() if not config[pid].operational)
         return ParamProduct._make(self, module_id, st.layout, [st.buffers], [1.0], 0.0, extras, owners=[st],
-                                  live=True)
+                                  versions=[st.version()], live=True)
 
     def assign(self, product: ParamProduct) -> None:
         """This particle's parameters <- the product's values, in place (the same

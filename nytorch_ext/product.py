@@ -121,8 +121,8 @@ class ParamProduct:
         # nytorch_ext (an optimizer step) since the expression was built, the old
         # values are gone; say so rather than compute with the new ones. (In-place
         # changes made through nytorch_ext evaluate pending dependents first.)
-        for leaf, owner, version in zip(self._leaves, self._owners, self._versions):
-            if owner is not None and _version(leaf) != version:
+        for owner, version in zip(self._owners, self._versions):
+            if owner is not None and owner.version() != version:
                 raise RuntimeError(
                     "a particle this lazy product reads was modified in place (e.g. by an "
                     "optimizer step) after the product was built; evaluate the product "

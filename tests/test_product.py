@@ -186,12 +186,7 @@ def test_lazy_products_are_values_not_views_of_later_state(expr):
 
 
 @pytest.mark.parametrize("origin", [
-    pytest.param("fresh", marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-        "the in-place detection reads the flat buffer's version counter, but a particle "
-        "flattened by kernel.flat() (every newly constructed model, and after .double(), "
-        "param.data = ...) points its Parameters at the buffer with `p.data = view`, which "
-        "does not share the buffer's version counter: an optimizer step is not seen and the "
-        "lazy product silently computes from the NEW values (weight 4.0 instead of 5.0)"))),
+    "fresh",  # flattened by kernel.flat(): Parameters re-pointed with p.data = view
     "operation_result",
 ])
 def test_lazy_product_is_never_silently_recomputed_after_an_optimizer_step(origin):
