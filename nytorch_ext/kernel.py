@@ -15,6 +15,7 @@ on them stay valid.
 """
 from __future__ import annotations
 
+import operator
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -86,9 +87,10 @@ class Storage:
         """Every parameter is still this storage's view: same object, address, shape
         and contiguity (``p.data = p.data.t()`` keeps the address)."""
         return (config_version == self.config_version and len(params) == len(self.params)
-                and all(a is b for a, b in zip(params, self.params))
+                and all(map(operator.is_, params, self.params))
                 and [p.data_ptr() for p in params] == self.addresses
-                and all(p.shape == s.shape and p.is_contiguous() for p, s in zip(params, self.layout.slots)))
+                and [p.stride() for p in params] == self.layout.strides
+                and [p.shape for p in params] == self.layout.sizes)
 
 
 def _shallow_copy(module: nn.Module) -> nn.Module:
