@@ -32,9 +32,9 @@ from .product import ParamProduct, _settle
 class Change:
     """One structural change made on one particle, replayed by the others."""
     added_modules: list = field(default_factory=list)    # (mid, parent_mid, name, source module)
-    removed_modules: list = field(default_factory=list)  # mid
+    removed_modules: list = field(default_factory=list)  # (mid, parent_mid, name, set to None?)
     added_params: list = field(default_factory=list)     # (pid, mid, name, source Parameter)
-    removed_params: list = field(default_factory=list)   # pid
+    removed_params: list = field(default_factory=list)   # (pid, mid, name, set to None?)
     buffers: list = field(default_factory=list)          # (mid, name, tensor or None, persistent)
 
 
@@ -124,6 +124,8 @@ class ParticleKernel:
         self.cell = [False, species]
         self._buffer_ids: dict = {}
         self.places: list = []  # (parameter dict, name, Parameter) for each placement
+        self.param_places: dict = {}   # pid -> (mid, name) of its first placement
+        self.module_places: dict = {}  # mid -> (parent mid, name)
         species.members.add(self)
 
     @property
@@ -174,6 +176,8 @@ class ParticleKernel:
         seen_params: set = set()
         seen_modules: set = {id(root)}
         places = []
+        param_places: dict = {}
+        module_places: dict = {}
         # Pre-order, each module's parameters and children interleaved in the order
         # they were assigned (nytorch numbers parameters by registration). An
         # explicit stack of iterators, not a recursive closure: a closure that refers
@@ -201,6 +205,7 @@ class ParticleKernel:
                     pid_of[id(value)] = pid
                     change.added_params.append((pid, mid, name, value))
                 params[pid] = value
+                param_places[pid] = (mid, name)
                 continue
             if id(value) in seen_modules:  # shared module: one id
                 continue
@@ -211,13 +216,25 @@ class ParticleKernel:
                 species.next_mid += 1
                 mid_of[id(value)] = cmid
                 change.added_modules.append((cmid, mid, name, value))
+            module_places[cmid] = (mid, name)
             _adopt(value, self, cmid)
             modules[cmid] = value
             buffers.update(((cmid, n), b) for n, b in value._buffers.items())
             stack.append((cmid, _members_in_order(value)))
         self.places = places
-        change.removed_modules = [mid for mid in self.modules if mid not in modules]
-        change.removed_params = [pid for pid in self.params if pid not in params]
+        def set_to_none(owner_mid, table, name) -> bool:  # `x.name = None`, not `del x.name`
+            owner = modules.get(owner_mid)
+            return owner is not None and name in getattr(owner, table) and getattr(owner, table)[name] is None
+
+        for mid in self.modules:
+            if mid not in modules:
+                parent_mid, name = self.module_places.get(mid, (None, None))
+                change.removed_modules.append((mid, parent_mid, name, set_to_none(parent_mid, "_modules", name)))
+        for pid in self.params:
+            if pid not in params:
+                mid, name = self.param_places.get(pid, (None, None))
+                change.removed_params.append((pid, mid, name, set_to_none(mid, "_parameters", name)))
+        self.param_places, self.module_places = param_places, module_places
         for key, b in buffers.items():
             if self._buffer_ids.get(key, object()) is not b:
                 mid, name = key
@@ -231,7 +248,7 @@ class ParticleKernel:
         self.params = OrderedDict(sorted(params.items()))
         for pid in self.params:
             species.config.setdefault(pid, ParamConfig())
-        for pid in change.removed_params:
+        for pid, *_ in change.removed_params:
             if not any(pid in k.params for k in species.members if k is not self):
                 species.config.pop(pid, None)
         self.dirty = False
@@ -269,11 +286,18 @@ class ParticleKernel:
 
     def _replay(self, change: Change) -> None:
         with torch.no_grad():
-            for mid in change.removed_modules:
-                for parent in self.modules.values():
-                    for name, child in list(parent._modules.items()):
-                        if child is self.modules.get(mid):
-                            del parent._modules[name]
+            # A replaced parameter or module is re-added under the same name below,
+            # which keeps its position; a removed one is deleted, or set to None.
+            readded_modules = {(p, n) for _, p, n, _ in change.added_modules}
+            readded_params = {(m, n) for _, m, n, _ in change.added_params}
+            for mid, parent_mid, name, as_none in change.removed_modules:
+                parent = self.modules.get(parent_mid)
+                if parent is None or (parent_mid, name) in readded_modules or name not in parent._modules:
+                    continue
+                if as_none:
+                    parent._modules[name] = None
+                else:
+                    del parent._modules[name]
             for mid, parent_mid, name, source in change.added_modules:
                 parent = self.modules.get(parent_mid)
                 if parent is None:
@@ -284,12 +308,14 @@ class ParticleKernel:
                         new._parameters[pname] = nn.Parameter(p.detach().clone(), p.requires_grad)
                 parent._modules[name] = new
                 self.modules[mid] = new
-            for pid in change.removed_params:
-                p = self.params.get(pid)
-                for module in self.modules.values():
-                    for name, q in list(module._parameters.items()):
-                        if q is p:
-                            del module._parameters[name]
+            for pid, mid, name, as_none in change.removed_params:
+                module = self.modules.get(mid)
+                if module is None or (mid, name) in readded_params or name not in module._parameters:
+                    continue
+                if as_none:
+                    module._parameters[name] = None
+                else:
+                    del module._parameters[name]
             added_mids = {m for m, *_ in change.added_modules}
             for pid, mid, name, source in change.added_params:
                 module = self.modules.get(mid)
@@ -402,6 +428,7 @@ class ParticleKernel:
             _adopt(new, kernel, mid, keep_cleared=False)  # a new particle: live reference
         kernel.params = OrderedDict((pid, new_params[pid]) for pid in self.params)
         kernel._buffer_ids = dict(self._buffer_ids)
+        kernel.param_places, kernel.module_places = self.param_places, self.module_places  # same ids, same names
         kernel.places = [(m._parameters, n, p) for m in kernel.modules.values()
                          for n, p in m._parameters.items() if p is not None]
         # The views were made from the product's layout: the storage is in place.
