@@ -79,6 +79,13 @@ class Layout:
         groups = tuple(Group(dtype, device, size) for (dtype, device), size in zip(keys, sizes))
         return Layout(groups, tuple(slots))
 
+    @cached_property
+    def all_floating(self) -> bool:
+        """Whether the fused kernels can serve every group (integer parameters,
+        e.g. counters, need torch's own ops and type promotion)."""
+        return all(g.dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+                   for g in self.groups)
+
     @property
     def pids(self) -> tuple[int, ...]:
         return tuple(s.pid for s in self.slots)

@@ -184,11 +184,13 @@ class ParamProduct:
         return self._like(leaves, coeffs, self._bias + sign * other._bias, owners=owners, versions=versions)
 
     def __add__(self, other):
+        if not self.layout.all_floating:
+            return self._elementwise(other, torch.add)
         if _is_number(other):
             return self._scaled(1.0, float(other))
         if isinstance(other, ParamProduct):
             self._check_other(other)
-            if self._same_layout(other):
+            if self._same_layout(other) and other.layout.all_floating:
                 return self._combined(other, 1.0)
         return self._elementwise(other, torch.add)
 
@@ -196,6 +198,8 @@ class ParamProduct:
         return self.__add__(other)
 
     def __sub__(self, other):
+        if not self.layout.all_floating:
+            return self._elementwise(other, torch.sub)
         if _is_number(other):
             return self._scaled(1.0, -float(other))
         if isinstance(other, ParamProduct):
@@ -205,24 +209,25 @@ class ParamProduct:
         return self._elementwise(other, torch.sub)
 
     def __rsub__(self, other):
-        if _is_number(other):
+        if _is_number(other) and self.layout.all_floating:
             return self._scaled(-1.0, float(other))
         return self._elementwise(other, lambda a, b: torch.sub(b, a))
 
     def __mul__(self, other):
-        if _is_number(other):
+        if _is_number(other) and self.layout.all_floating:
             return self._scaled(float(other))
         return self._elementwise(other, torch.mul)
 
     def __rmul__(self, other):
-        if _is_number(other):
+        if _is_number(other) and self.layout.all_floating:
             return self._scaled(float(other))
         return self._elementwise(other, lambda a, b: torch.mul(b, a))
 
     def __truediv__(self, other):
         # x * (1/c): one fused pass, within one rounding of x / c, when 1/c is a
         # normal float32 (the kernels' coefficient type); else true division.
-        if _is_number(other) and other != 0 and _FLOAT32_TINY < abs(1.0 / other) < _FLOAT32_MAX:
+        if (_is_number(other) and other != 0 and self.layout.all_floating
+                and _FLOAT32_TINY < abs(1.0 / other) < _FLOAT32_MAX):
             return self._scaled(1.0 / float(other))
         return self._elementwise(other, torch.div)
 
@@ -236,6 +241,8 @@ class ParamProduct:
         return self._elementwise(other, lambda a, b: torch.pow(b, a))
 
     def __neg__(self):
+        if not self.layout.all_floating:
+            return self._elementwise(-1, torch.mul)
         return self._scaled(-1.0)
 
     def __pos__(self):

@@ -541,11 +541,6 @@ class IntParam(nyto.NytoModule):
         self.f = nn.Parameter(torch.tensor([1.5]))
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "a model with an integer parameter cannot use any affine operation: a+1, a*3, -a, a-a "
-    "raise TypeError('tensors[0] must be float32, float64, float16 or bfloat16, got Long') "
-    "from ops.lincomb; nytorch computes them with torch semantics (int results, promotion "
-    "for a*0.5)"))
 def test_integer_parameters_support_affine_operations():
     a = IntParam()
     assert (a + 1).count.tolist() == [3, 4]
