@@ -14,8 +14,9 @@ from typing import Callable, Optional
 
 from torch import nn
 
+from .arithmetic import ParticleArithmetic
 from .kernel import ParticleKernel, Species
-from .mtype import ROOT_MODULE_ID, ParamConfig, SpeciesError
+from .mtype import DIFFERENT_SPECIES, ROOT_MODULE_ID, ParamConfig, SpeciesError
 from .product import ParamProduct
 
 
@@ -102,7 +103,7 @@ class NytoModuleBase(nn.Module):
         return self._kernel().species
 
 
-class NytoModule(NytoModuleBase):
+class NytoModule(ParticleArithmetic, NytoModuleBase):
     """A module whose instances are particles: see the module docstring."""
 
     # ------------------------------------------------------------ products
@@ -136,86 +137,11 @@ class NytoModule(NytoModuleBase):
     def _other_product(self, other):
         if isinstance(other, NytoModuleBase):
             if other._kernel().species is not self._kernel().species:
-                raise SpeciesError(
-                    "these particles belong to different species: particles combine only "
-                    "with particles made from the same original (operations, clone(), "
-                    "clone_from(), randn(), rand())")
+                raise SpeciesError(DIFFERENT_SPECIES.format(what="particles"))
             return other.product()
         if isinstance(other, ParamProduct):
             raise SpeciesError("a module cannot be combined with a product; use module.product()")
         return other
-
-    def _binary(self, op: str, other):
-        other = self._other_product(other)
-        result = getattr(self.product(), op)(other)
-        if result is NotImplemented:
-            return NotImplemented
-        return result.module()
-
-    def __add__(self, other): return self._binary("__add__", other)
-    # nytorch: reflected + and * go through __add__/__mul__, so subclass overrides
-    # (the particle-module chapter's CNN counts instances there) see them too.
-    def __radd__(self, other): return self.__add__(other)
-    def __sub__(self, other): return self._binary("__sub__", other)
-    def __rsub__(self, other): return self._binary("__rsub__", other)
-    def __mul__(self, other): return self._binary("__mul__", other)
-    def __rmul__(self, other): return self.__mul__(other)
-    def __truediv__(self, other): return self._binary("__truediv__", other)
-    def __rtruediv__(self, other): return self._binary("__rtruediv__", other)
-    def __pow__(self, other): return self._binary("__pow__", other)
-    def __rpow__(self, other): return self._binary("__rpow__", other)
-
-    def __neg__(self):
-        return (-self.product()).module()
-
-    def __pos__(self):
-        return self.clone()
-
-    def _inplace(self, op: str, other):
-        other = self._other_product(other)
-        result = getattr(self.product(), op)(other)
-        if result is NotImplemented:
-            return NotImplemented
-        return self.product_(result)
-
-    def __iadd__(self, other): return self._inplace("__add__", other)
-    def __isub__(self, other): return self._inplace("__sub__", other)
-    def __imul__(self, other): return self._inplace("__mul__", other)
-    def __itruediv__(self, other): return self._inplace("__truediv__", other)
-    def __ipow__(self, other): return self._inplace("__pow__", other)
-
-    # ------------------------------------------------ fused updates (new API)
-
-    def blend(self, best: "NytoModule", alpha: float) -> "NytoModule":
-        """A new particle ``(1-alpha)*self + alpha*best`` (one pass per group)."""
-        return self.product().blend(self._other_product(best), alpha).module()
-
-    def blend_(self, best: "NytoModule", alpha: float) -> "NytoModule":
-        """In place: ``self <- (1-alpha)*self + alpha*best``, writing straight into this
-        particle's flat storage (no allocation; Parameter objects kept)."""
-        self.product().blend_(self._other_product(best), alpha)
-        return self
-
-    def axpby(self, a: float, other: "NytoModule", b: float) -> "NytoModule":
-        return self.product().axpby(a, self._other_product(other), b).module()
-
-    # ----------------------------------------------------------- generators
-
-    def clone(self) -> "NytoModule":
-        """A new particle of the species with copied parameter values."""
-        return self.product().clone().module()
-
-    def randn(self) -> "NytoModule":
-        return self.product().randn().module()
-
-    def rand(self) -> "NytoModule":
-        return self.product().rand().module()
-
-    def clone_from(self, source: nn.Module) -> "NytoModule":
-        """A clone of this particle (same species) holding ``source``'s state_dict."""
-        new = self.clone()
-        new.load_state_dict(source.state_dict())
-        return new
 
     def detach(self) -> "NytoModule":
         """A new species sharing this particle's Parameter objects."""

@@ -23,6 +23,11 @@ class ParamConfig:
         return ParamConfig(self.operational, self.clone)
 
 
+DIFFERENT_SPECIES = (
+    "these {what} belong to different species: particles combine only with particles made "
+    "from the same original (by operations, clone(), clone_from(), randn(), rand())")
+
+
 class SpeciesError(AssertionError):
     """Particles of different species (or a particle and a product) were combined.
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from torch import nn
 
+from .arithmetic import ParticleArithmetic
 from .module import NytoModule, NytoModuleBase
-from .mtype import ROOT_MODULE_ID, SpeciesError
+from .mtype import DIFFERENT_SPECIES, ROOT_MODULE_ID, SpeciesError
 from .product import ParamProduct
 
 
@@ -97,7 +98,7 @@ class PMProduct:
         return f"PMProduct({self.product!r})"
 
 
-class ParticleModule(nn.Module):
+class ParticleModule(ParticleArithmetic, nn.Module):
     """Wraps a root NytoModule so that particles are freed without the cycle collector."""
 
     def __init__(self, root_module: NytoModule) -> None:
@@ -157,70 +158,16 @@ class ParticleModule(nn.Module):
         self.particle_kernel.assign(inner)
         return self
 
-    def _other(self, other):
+    def _other_product(self, other):
         if isinstance(other, ParticleModule):
             if other.particle_kernel.species is not self.particle_kernel.species:
-                raise SpeciesError(
-                    "these particles belong to different species: particles combine only with "
-                    "particles made from the same original (operations, clone(), clone_from(), "
-                    "randn(), rand())")
+                raise SpeciesError(DIFFERENT_SPECIES.format(what="particles"))
             return other.product()
         if isinstance(other, (PMProduct, ParamProduct)):
             raise SpeciesError("a module cannot be combined with a product; use module.product()")
         if isinstance(other, nn.Module):
             raise SpeciesError(f"a ParticleModule cannot be combined with {type(other).__name__}")
         return other
-
-    def _binary(self, op: str, other):
-        result = getattr(self.product(), op)(self._other(other))
-        return NotImplemented if result is NotImplemented else result.module()
-
-    def __add__(self, o): return self._binary("__add__", o)
-    def __radd__(self, o): return self._binary("__radd__", o)
-    def __sub__(self, o): return self._binary("__sub__", o)
-    def __rsub__(self, o): return self._binary("__rsub__", o)
-    def __mul__(self, o): return self._binary("__mul__", o)
-    def __rmul__(self, o): return self._binary("__rmul__", o)
-    def __truediv__(self, o): return self._binary("__truediv__", o)
-    def __rtruediv__(self, o): return self._binary("__rtruediv__", o)
-    def __pow__(self, o): return self._binary("__pow__", o)
-    def __rpow__(self, o): return self._binary("__rpow__", o)
-    def __neg__(self): return (-self.product()).module()
-    def __pos__(self): return self.clone()
-
-    def _inplace(self, op: str, other):
-        result = getattr(self.product(), op)(self._other(other))
-        return NotImplemented if result is NotImplemented else self.product_(result)
-
-    def __iadd__(self, o): return self._inplace("__add__", o)
-    def __isub__(self, o): return self._inplace("__sub__", o)
-    def __imul__(self, o): return self._inplace("__mul__", o)
-    def __itruediv__(self, o): return self._inplace("__truediv__", o)
-    def __ipow__(self, o): return self._inplace("__pow__", o)
-
-    def clone(self) -> "ParticleModule":
-        return self.product().clone().module()
-
-    def randn(self) -> "ParticleModule":
-        return self.product().randn().module()
-
-    def rand(self) -> "ParticleModule":
-        return self.product().rand().module()
-
-    def clone_from(self, source: "ParticleModule") -> "ParticleModule":
-        new = self.clone()
-        new.load_state_dict(source.state_dict())
-        return new
-
-    def blend(self, best: "ParticleModule", alpha: float) -> "ParticleModule":
-        return self.product().blend(self._other(best), alpha).module()
-
-    def blend_(self, best: "ParticleModule", alpha: float) -> "ParticleModule":
-        self.product().blend_(self._other(best), alpha)
-        return self
-
-    def axpby(self, a: float, other: "ParticleModule", b: float) -> "ParticleModule":
-        return self.product().axpby(a, self._other(other), b).module()
 
 
 class GetNytoModule:

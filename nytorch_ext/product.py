@@ -23,7 +23,7 @@ import torch
 
 from . import ops
 from .flat import DEFAULT_POOL, Layout
-from .mtype import SpeciesError
+from .mtype import DIFFERENT_SPECIES, SpeciesError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .kernel import ParticleKernel
@@ -154,10 +154,7 @@ class ParamProduct:
                 f"a product can be combined with a product of the same species or a number, "
                 f"not {type(other).__name__}; use module.product() for modules")
         if other.kernel.species is not self.kernel.species:
-            raise SpeciesError(
-                "these products belong to different species: particles combine only with "
-                "particles made from the same original (by operations, clone(), clone_from(), "
-                "randn(), rand())")
+            raise SpeciesError(DIFFERENT_SPECIES.format(what="products"))
 
     def _same_layout(self, other: "ParamProduct") -> bool:
         return other.layout == self.layout and set(other.extras) == set(self.extras)

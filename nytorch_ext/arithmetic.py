@@ -1,0 +1,81 @@
+"""Particle arithmetic shared by NytoModule and ParticleModule.
+
+Every operator is ``(self.product() op other).module()``, and every in-place one
+``self.product_(self.product() op other)``; a class supplies ``product()``,
+``product_()`` and ``_other_product(other)`` (the other operand as a product, or
+the number/tensor itself, after checking species).
+"""
+from __future__ import annotations
+
+
+class ParticleArithmetic:
+    def _other_product(self, other):  # pragma: no cover - supplied by the class
+        raise NotImplementedError
+
+    def _binary(self, op: str, other):
+        result = getattr(self.product(), op)(self._other_product(other))
+        return NotImplemented if result is NotImplemented else result.module()
+
+    def _inplace(self, op: str, other):
+        result = getattr(self.product(), op)(self._other_product(other))
+        return NotImplemented if result is NotImplemented else self.product_(result)
+
+    def __add__(self, other): return self._binary("__add__", other)
+    def __sub__(self, other): return self._binary("__sub__", other)
+    def __rsub__(self, other): return self._binary("__rsub__", other)
+    def __mul__(self, other): return self._binary("__mul__", other)
+    def __truediv__(self, other): return self._binary("__truediv__", other)
+    def __rtruediv__(self, other): return self._binary("__rtruediv__", other)
+    def __pow__(self, other): return self._binary("__pow__", other)
+    def __rpow__(self, other): return self._binary("__rpow__", other)
+
+    # nytorch: reflected + and * go through __add__/__mul__, so subclass overrides
+    # (the particle-module chapter's CNN counts instances there) see them too.
+    def __radd__(self, other): return self.__add__(other)
+    def __rmul__(self, other): return self.__mul__(other)
+
+    def __neg__(self):
+        return (-self.product()).module()
+
+    def __pos__(self):
+        return self.clone()
+
+    def __iadd__(self, other): return self._inplace("__add__", other)
+    def __isub__(self, other): return self._inplace("__sub__", other)
+    def __imul__(self, other): return self._inplace("__mul__", other)
+    def __itruediv__(self, other): return self._inplace("__truediv__", other)
+    def __ipow__(self, other): return self._inplace("__pow__", other)
+
+    # ------------------------------------------------------------ generators
+
+    def clone(self):
+        """A new particle of the species with copied parameter values."""
+        return self.product().clone().module()
+
+    def randn(self):
+        return self.product().randn().module()
+
+    def rand(self):
+        return self.product().rand().module()
+
+    def clone_from(self, source):
+        """A clone of this particle (same species) holding ``source``'s state_dict."""
+        new = self.clone()
+        new.load_state_dict(source.state_dict())
+        return new
+
+    # ------------------------------------------------ fused updates (new API)
+
+    def blend(self, best, alpha: float):
+        """A new particle ``(1-alpha)*self + alpha*best`` (one pass per group)."""
+        return self.product().blend(self._other_product(best), alpha).module()
+
+    def blend_(self, best, alpha: float):
+        """In place: ``self <- (1-alpha)*self + alpha*best``, written straight into
+        this particle's flat storage (no allocation; Parameter objects kept)."""
+        self.product().blend_(self._other_product(best), alpha)
+        return self
+
+    def axpby(self, a: float, other, b: float):
+        """A new particle ``a*self + b*other``."""
+        return self.product().axpby(a, self._other_product(other), b).module()
