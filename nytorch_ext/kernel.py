@@ -49,6 +49,7 @@ class Species:
         self.next_mid = ROOT_MODULE_ID + 1
         self.members: "weakref.WeakSet[ParticleKernel]" = weakref.WeakSet()
         self.pending = False  # some member changed structure and has not recorded it
+        self._plan: tuple = (-1, None)  # (version, build plan) shared by the members
 
     @property
     def version(self) -> int:
@@ -57,6 +58,7 @@ class Species:
     def __getstate__(self):  # weak sets do not pickle; members re-register on load
         state = dict(self.__dict__)
         state["members"] = None
+        state["_plan"] = (-1, None)
         return state
 
     def __setstate__(self, state):
@@ -391,6 +393,23 @@ class ParticleKernel:
 
     # ------------------------------------------------------------- particles
 
+    def _build_plan(self) -> list:
+        """Per module: (mid, [(child name, child mid)], [(parameter name, pid)], is a
+        NytoModule). The same for every member of the species at one version, so it
+        is computed once per structural version, not once per new particle."""
+        version, plan = self.species._plan
+        if version == self.species.version and plan is not None and len(plan) == len(self.modules):
+            return plan
+        pid_of = {id(p): pid for pid, p in self.params.items()}
+        mid_of = {id(m): mid for mid, m in self.modules.items()}
+        plan = []
+        for mid, module in self.modules.items():
+            children = [(n, mid_of[id(c)]) for n, c in module._modules.items() if c is not None and id(c) in mid_of]
+            params = [(n, pid_of[id(p)]) for n, p in module._parameters.items() if p is not None and id(p) in pid_of]
+            plan.append((mid, children, params, getattr(type(module), "_is_nyto_module", False)))
+        self.species._plan = (self.species.version, plan)
+        return plan
+
     def build(self, product: ParamProduct) -> nn.Module:
         """A new particle of this species holding ``product``'s values: module objects
         are shallow copies, operational parameters are views of the product's
@@ -414,23 +433,33 @@ class ParticleKernel:
                     new_params[pid] = nn.Parameter(value.detach().clone(), old.requires_grad)
                 else:
                     new_params[pid] = value
-        pid_of = {id(p): pid for pid, p in self.params.items()}
-        copies = {id(m): _shallow_copy(m) for m in self.modules.values()}
-        for mid, module in self.modules.items():
-            new = copies[id(module)]
-            for name, child in new._modules.items():
-                if child is not None and id(child) in copies:
-                    new._modules[name] = copies[id(child)]
-            for name, p in new._parameters.items():
-                if p is not None and id(p) in pid_of:
-                    new._parameters[name] = new_params[pid_of[id(p)]]
-            kernel.modules[mid] = new
-            _adopt(new, kernel, mid, keep_cleared=False)  # a new particle: live reference
+        plan = self._build_plan()
+        copies = {}
+        for mid, _, _, _ in plan:  # every module object first: children refer to them
+            source = self.modules[mid]
+            new = object.__new__(type(source))
+            new.__dict__.update(source.__dict__)
+            copies[mid] = new
+        places = []
+        for mid, children, params, nyto in plan:
+            source, d = self.modules[mid], copies[mid].__dict__
+            table = dict(source._parameters)
+            for name, pid in params:
+                table[name] = new_params[pid]
+                places.append((table, name, new_params[pid]))
+            d["_parameters"] = table
+            table = dict(source._modules)
+            for name, cmid in children:
+                table[name] = copies[cmid]
+            d["_modules"] = table
+            d["_buffers"] = dict(source._buffers)
+            if nyto:  # a new particle: live kernel reference
+                d["_particle_kernel"], d["_module_id"], d["_nyto_cell"] = kernel, mid, kernel.cell
+        kernel.modules = OrderedDict(copies)
+        kernel.places = places
         kernel.params = OrderedDict((pid, new_params[pid]) for pid in self.params)
         kernel._buffer_ids = dict(self._buffer_ids)
         kernel.param_places, kernel.module_places = self.param_places, self.module_places  # same ids, same names
-        kernel.places = [(m._parameters, n, p) for m in kernel.modules.values()
-                         for n, p in m._parameters.items() if p is not None]
         # The views were made from the product's layout: the storage is in place.
         kernel.storage = Storage(product.layout, buffers, [new_params[pid] for pid in product.layout.pids],
                                  product.layout.addresses(buffers), self.species.config_version)
