@@ -43,7 +43,8 @@ class ParamProduct:
     """The parameters of one particle (or of an expression over particles)."""
 
     # _owners[k]: the particle Storage whose live buffers leaf k is (None for a
-    # product's own buffers); _versions[k]: their version count when captured.
+    # product's own buffers); _versions[k]: that storage's version when captured
+    # (None for own buffers: nothing outside can write them).
     # _live: this is a particle's own product() (reads its storage, like nytorch's
     # live parameter dict); every derived product is a value.
     __slots__ = ("kernel", "module_id", "layout", "_leaves", "_coeffs", "_bias", "extras",
@@ -78,7 +79,7 @@ class ParamProduct:
         self.extras = extras
         self._live = live
         self._owners = owners if owners is not None else [None] * len(leaves)
-        self._versions = versions if versions is not None else [_version(leaf) for leaf in leaves]
+        self._versions = versions if versions is not None else [None] * len(leaves)
         if not self.is_materialized:
             for owner in self._owners:
                 if owner is not None:
@@ -113,7 +114,7 @@ class ParamProduct:
             out = self.layout.empty(DEFAULT_POOL)
             self._evaluate_into(out)
             self._leaves, self._coeffs, self._bias = [out], [1.0], 0.0
-            self._owners, self._versions = [None], [_version(out)]
+            self._owners, self._versions = [None], [None]
         return self._leaves[0]
 
     def _evaluate_into(self, out: Sequence[Tensor]) -> None:
@@ -382,11 +383,6 @@ class ParamProduct:
         state = "materialized" if self.is_materialized else f"lazy ({len(self._leaves)} leaves)"
         return (f"{type(self).__name__}({len(self.layout.slots)} operational params in "
                 f"{len(self.layout.groups)} group(s), {len(self.extras)} other, {state})")
-
-
-def _version(buffers: Sequence[Tensor]) -> int:
-    """In-place modifications of these buffers (or any view of them) so far."""
-    return sum(b._version for b in buffers)
 
 
 def _settle(storage, keep=None) -> None:
