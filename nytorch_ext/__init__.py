@@ -2,7 +2,8 @@
 
 ``import nytorch_ext as nyto`` gives nytorch's particle API (NytoModule,
 ParticleModule, ParamProduct, PMProduct, ParamConfig, GetNytoModule) on flat
-parameter buffers, and ``nytorch_ext.ops``, the fused kernels underneath.
+parameter buffers, ``nytorch_ext.ops``, the fused kernels underneath, and ``nytorch_ext.swarm``
+(APSO, momentum and the Swarm container as fused library operations).
 """
 from . import ops
 from .module import NytoModule, NytoModuleBase
@@ -10,10 +11,13 @@ from .mtype import ROOT_MODULE_ID, ParamConfig, SpeciesError
 from .ops import backend_info, is_compiled
 from .particle_module import GetNytoModule, ParticleModule, PMProduct
 from .product import ParamProduct, lincomb
+from . import swarm
+from .swarm import ApsoResult, Swarm, apso_step, momentum_step, momentum_step_
 
 __all__ = [
     "ops", "backend_info", "is_compiled",
     "NytoModule", "NytoModuleBase", "ParticleModule", "ParamProduct", "PMProduct",
     "ParamConfig", "GetNytoModule", "ROOT_MODULE_ID", "SpeciesError", "lincomb",
+    "swarm", "Swarm", "ApsoResult", "apso_step", "momentum_step", "momentum_step_",
 ]
 __version__ = "0.1.0"

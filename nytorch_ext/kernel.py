@@ -79,6 +79,7 @@ class Storage:
     addresses: list       # where each must point
     config_version: int
     dependents: "weakref.WeakSet" = field(default_factory=weakref.WeakSet)  # lazy products reading it
+    recycle: bool = True  # hand the buffers to the pool when re-flattened (not rows of a swarm's)
 
     def version(self) -> int:
         """In-place writes so far, through the buffers or any parameter (a parameter
@@ -356,10 +357,34 @@ class ParticleKernel:
         flatten_into(layout, [p.data for p in params], buffers)
         for p, view in zip(params, layout.views(buffers)):
             p.data = view
-        if st is not None:
+        if st is not None and st.recycle:
             DEFAULT_POOL.give(st.buffers)
         self.storage = Storage(layout, buffers, params, layout.addresses(buffers),
                                self.species.config_version)
+        return self.storage
+
+    def adopt(self, buffers: list) -> Storage:
+        """Move the operational parameters into ``buffers`` (flat buffers of this
+        particle's layout that someone else owns, e.g. rows of a swarm's [K, N]
+        storage), copying their values; the Parameter objects are kept."""
+        st = self.flat()
+        if all(map(operator.is_, buffers, st.buffers)):
+            return st
+        layout = st.layout
+        bad = [(g, b) for g, b in zip(layout.groups, buffers)
+               if b.dtype != g.dtype or b.device != g.device or b.shape != (g.size,) or not b.is_contiguous()]
+        if len(buffers) != len(layout.groups) or bad:
+            raise ValueError("adopt: the buffers do not match the particle's flat layout")
+        with torch.no_grad():
+            for new, old in zip(buffers, st.buffers):
+                new.copy_(old)
+        # Lazy products reading the old buffers keep them (and their values): no settle needed.
+        for p, view in zip(st.params, layout.views(buffers)):
+            p.data = view
+        if st.recycle:
+            DEFAULT_POOL.give(st.buffers)
+        self.storage = Storage(layout, list(buffers), st.params, layout.addresses(buffers),
+                               st.config_version, recycle=False)
         return self.storage
 
     def product(self, module_id: int = ROOT_MODULE_ID) -> ParamProduct:

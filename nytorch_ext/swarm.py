@@ -1,0 +1,453 @@
+"""Swarm updates as fused library operations: APSO, momentum, and the Swarm container.
+
+The seed chapter's APSO step rebuilds a model (and its optimizer) for every member
+it moves: ``pool[i] = from_product(alpha*best.product() + (1-alpha)*pool[i].product())``.
+Here the same update is done in place, with one ``ops.multi_blend_`` call per
+(dtype, device) group for the whole subset: members keep their Parameter objects,
+so optimizers and their state keep working.
+
+=================================================  ====================================
+``apso_step(pool, losses, alpha, subset_size)``    subset blended toward its best
+``apso_step(..., noise=s, generator=g)``           full APSO: ``+ s * N(0, 1)`` in the pass
+``momentum_step(w_new, w_prev, w_prev2, beta)``    ``w_new + beta*(w_prev - w_prev2)``
+``Swarm(particles)``                               K particles in one [K, N] buffer per group
+=================================================  ====================================
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from . import ops
+from .mtype import DIFFERENT_SPECIES, ROOT_MODULE_ID, SpeciesError
+from .product import ParamProduct, _settle, lincomb
+
+
+@dataclass(frozen=True)
+class ApsoResult:
+    """What one APSO step did.
+
+    ``indices``: the chosen subset, in draw order (repeats possible when drawn with
+    replacement); ``best``: the member the others were blended toward (unchanged);
+    ``blended``: each distinct other member of the subset with its effective weight
+    (a member drawn m times is blended m times, as in the seed: 1 - (1-alpha)^m)."""
+    indices: list
+    best: int
+    blended: dict = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------ particles
+
+def _kernel_of(particle, what: str = "pool"):
+    """The particle kernel of a ParticleModule or a root NytoModule."""
+    from .module import NytoModuleBase
+    from .particle_module import ParticleModule
+    if isinstance(particle, ParticleModule):
+        return particle.particle_kernel
+    if isinstance(particle, NytoModuleBase):
+        if particle._module_id != ROOT_MODULE_ID:
+            raise SpeciesError(f"{what}: a swarm member must be a whole particle (a root module), "
+                               f"not a submodule")
+        return particle._kernel()
+    raise TypeError(f"{what}: members must be ParticleModule or NytoModule instances, "
+                    f"got {type(particle).__name__}")
+
+
+def _kernels_of(particles, what: str = "pool") -> list:
+    if isinstance(particles, (nn.Module, ParamProduct)) or not isinstance(particles, Sequence):
+        raise TypeError(f"{what} must be a Swarm or a sequence of particles, got {type(particles).__name__}")
+    if len(particles) == 0:
+        raise ValueError(f"{what} is empty")
+    kernels = [_kernel_of(p, what) for p in particles]
+    species = kernels[0].species
+    if any(k.species is not species for k in kernels):
+        raise SpeciesError(f"{what}: " + DIFFERENT_SPECIES.format(what="particles"))
+    if len({id(k) for k in kernels}) != len(kernels):
+        raise ValueError(f"{what}: the same particle appears more than once")
+    return kernels
+
+
+def _storages(kernels: list, what: str = "pool") -> list:
+    """Every member's flat storage, caught up with its species; one layout for all."""
+    for k in kernels:
+        k.touch()
+    storages = [k.flat() for k in kernels]
+    layout = storages[0].layout
+    for i, st in enumerate(storages):
+        if st.layout != layout:
+            raise ValueError(f"{what}[{i}] has a different flat layout (shapes, dtypes or devices) "
+                             f"than {what}[0]; move every member to the same dtype and device")
+    return storages
+
+
+# ------------------------------------------------------------------ arguments
+
+def _losses(losses, size: int) -> list:
+    if isinstance(losses, Tensor):
+        losses = losses.detach().reshape(-1).tolist()
+    try:
+        values = [float(x) for x in losses]
+    except (TypeError, ValueError):
+        raise TypeError(f"losses must be a sequence of numbers, got {type(losses).__name__}") from None
+    if len(values) != size:
+        raise ValueError(f"losses has {len(values)} entries but the pool has {size} members")
+    bad = [i for i, x in enumerate(values) if math.isnan(x)]
+    if bad:
+        raise ValueError(f"losses[{bad[0]}] is NaN ({len(bad)} NaN loss(es)); the best member is undefined")
+    return values
+
+
+def _open_unit(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must be in the open interval (0, 1), got {value}")
+    return value
+
+
+def _subset_size(subset_size, size: int) -> int:
+    if subset_size is None:
+        return size
+    if isinstance(subset_size, bool) or not isinstance(subset_size, numbers.Integral):
+        raise TypeError(f"subset_size must be an int or None, got {type(subset_size).__name__}")
+    if not 1 <= subset_size <= size:
+        raise ValueError(f"subset_size must be between 1 and the pool size {size}, got {subset_size}")
+    return int(subset_size)
+
+
+def _noise(noise) -> float:
+    if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not math.isfinite(noise) or noise < 0:
+        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+    return float(noise)
+
+
+def _generator(generator):
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    if generator is not None and generator.device.type != "cpu":
+        raise ValueError("generator must be a CPU torch.Generator (it draws indices and seeds, not data)")
+    return generator
+
+
+def choose_subset(size: int, subset_size: int, *, replace: bool = True, generator=None) -> list:
+    """``subset_size`` member indices of a pool of ``size``: with replacement (the
+    seed's ``random.choices``) or without; drawn from ``generator`` (torch's
+    default generator when None, so ``torch.manual_seed`` reproduces them)."""
+    if replace:
+        return torch.randint(size, (subset_size,), generator=generator).tolist()
+    return torch.randperm(size, generator=generator)[:subset_size].tolist()
+
+
+def _plan(indices: list, losses: list, alpha: float) -> tuple[int, dict]:
+    """The subset's best (lowest loss; the first drawn among ties, as the seed's
+    stable sort) and each other distinct member's effective weight."""
+    best = min(indices, key=lambda i: losses[i])
+    counts: dict = {}
+    for i in indices:
+        if i != best:
+            counts[i] = counts.get(i, 0) + 1
+    return best, {i: 1.0 - (1.0 - alpha) ** m for i, m in counts.items()}
+
+
+def _noise_seed(generator) -> int:
+    """A 64-bit seed for the counter-based noise, drawn from ``generator``."""
+    lo, hi = torch.randint(0, 2 ** 32, (2,), generator=generator, dtype=torch.int64).tolist()
+    return (hi << 32) | lo
+
+
+# ------------------------------------------------------------------ APSO
+
+def apso_step(pool, losses, alpha: float, subset_size: int | None = None, *, noise: float = 0.0,
+              replace: bool = True, generator: torch.Generator | None = None) -> ApsoResult:
+    """One APSO step, in place: draw ``subset_size`` members of ``pool`` (with
+    replacement, as the seed does, unless ``replace=False``), find the subset's best
+    by ``losses``, and move every other member of the subset toward it:
+
+        W_i <- (1 - alpha) * W_i + alpha * W_best  (+ noise * Z_i,  Z_i ~ N(0, 1))
+
+    ``pool`` is a :class:`Swarm` or a sequence of ParticleModules / root NytoModules
+    of one species. One fused ``multi_blend_`` call per (dtype, device) group moves
+    the whole subset; with ``noise > 0`` the standard-normal term is generated inside
+    that pass from a counter-based generator seeded from ``generator`` (never a
+    particle-sized buffer). Parameter objects, and so optimizer state, survive; the
+    best member, non-operational parameters and buffers are not changed.
+
+    Every argument is checked before anything is written."""
+    if isinstance(pool, Swarm):
+        return pool.apso_step(losses, alpha, subset_size, noise=noise, replace=replace, generator=generator)
+    kernels = _kernels_of(pool)
+    return _apso(kernels, _storages(kernels), losses, alpha, subset_size, noise, replace, generator)
+
+
+def _apso(kernels, storages, losses, alpha, subset_size, noise, replace, generator) -> ApsoResult:
+    size = len(kernels)
+    losses = _losses(losses, size)
+    alpha = _open_unit(alpha, "alpha")
+    subset_size = _subset_size(subset_size, size)
+    noise = _noise(noise)
+    generator = _generator(generator)
+    if not isinstance(replace, bool):
+        raise TypeError(f"replace must be a bool, got {type(replace).__name__}")
+
+    indices = choose_subset(size, subset_size, replace=replace, generator=generator)
+    best, weights = _plan(indices, losses, alpha)
+    if not weights:
+        return ApsoResult(indices, best, {})
+    members = list(weights)
+    for i in members:  # lazy products reading a member keep the values they were built from
+        _settle(storages[i])
+    source = storages[best].buffers
+    alphas = [weights[i] for i in members]
+    seed = _noise_seed(generator) if noise > 0 else None
+    with torch.no_grad():
+        for g in range(len(source)):
+            targets = [storages[i].buffers[g] for i in members]
+            if seed is None:
+                ops.multi_blend_(targets, source[g], alphas)
+            else:  # stream = member index: each member draws its own noise
+                ops.multi_blend_noise_(targets, source[g], alphas, noise, seed=seed,
+                                       streams=[i * len(source) + g for i in members])
+    return ApsoResult(indices, best, weights)
+
+
+# ------------------------------------------------------------------ momentum
+
+def momentum_step(w_new, w_prev, w_prev2, beta: float):
+    """Momentum as model arithmetic (the seed's ``net1 + beta*(net1 - net0)``):
+    ``w_new + beta*(w_prev - w_prev2)`` as one lincomb pass per group.
+
+    Takes three particles (returns a new particle of ``w_new``'s kind) or three
+    products (returns a lazy product, fused further with whatever it is combined
+    with)."""
+    beta = _real(beta, "beta")
+    result = _momentum(w_new, w_prev, w_prev2, beta)
+    return result if _is_product(w_new) else result.module()
+
+
+def momentum_step_(w_new, w_prev, w_prev2, beta: float):
+    """In place into the particle ``w_new``: ``w_new <- w_new + beta*(w_prev - w_prev2)``
+    (same Parameter objects, one pass per group). Returns ``w_new``."""
+    beta = _real(beta, "beta")
+    if _is_product(w_new):
+        raise TypeError("momentum_step_ writes into a particle; w_new must be a module, not a product")
+    return w_new.product_(_momentum(w_new, w_prev, w_prev2, beta))
+
+
+def _momentum(w_new, w_prev, w_prev2, beta: float):
+    """The lazy ``w_new + beta*(w_prev - w_prev2)``, a PMProduct when ``w_new`` is a
+    ParticleModule or PMProduct (so module() gives a ParticleModule), else a ParamProduct."""
+    from .particle_module import PMProduct
+    products = [_as_product(w, name) for w, name in ((w_new, "w_new"), (w_prev, "w_prev"), (w_prev2, "w_prev2"))]
+    inner = lincomb([1.0, beta, -beta], [p.product if isinstance(p, PMProduct) else p for p in products])
+    return PMProduct.from_ParamProduct(inner) if isinstance(products[0], PMProduct) else inner
+
+
+def _is_product(w) -> bool:
+    from .particle_module import PMProduct
+    return isinstance(w, (ParamProduct, PMProduct))
+
+
+def _as_product(w, name: str):
+    if _is_product(w):
+        return w
+    if isinstance(w, nn.Module) and hasattr(w, "product"):
+        return w.product()
+    raise TypeError(f"{name} must be a particle or a product, got {type(w).__name__}")
+
+
+def _real(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}")
+    return float(value)
+
+
+# ------------------------------------------------------------------ the container
+
+def _row(base: Tensor, i: int) -> Tensor:
+    """Row ``i`` of ``base`` as a tensor with its own version counter (a plain view
+    would share the base's, so a write to one member would look like a write to all)."""
+    n = base.shape[1]
+    return torch.empty(0, dtype=base.dtype, device=base.device).set_(
+        base.untyped_storage(), base.storage_offset() + i * n, (n,), (1,))
+
+
+class Swarm(Sequence):
+    """K particles of one species whose parameters live in one [K, N] buffer per
+    (dtype, device) group: row i is member i's flat buffer, its parameters are views
+    of it. Whole-swarm updates (APSO over a subset, momentum over every member) are
+    one fused launch per group.
+
+    Members stay ordinary modules (train them, build optimizers on them). If
+    something moves a member's parameters out of its row (``member.to(...)``,
+    ``p.data = ...``, a structural change), the swarm notices and packs it back in
+    before its next update.
+    """
+
+    def __init__(self, particles: Sequence) -> None:
+        self._kernels = _kernels_of(particles, "particles")
+        self._members = list(particles)
+        self._pack()
+
+    @classmethod
+    def spawn(cls, model, size: int, init="randn") -> "Swarm":
+        """A swarm of ``size`` particles of ``model``'s species: ``model`` itself
+        first, then new particles made by ``init``: "randn", "rand" or "clone" (the
+        particle methods), or a callable taking ``model`` and returning a particle."""
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+            raise ValueError(f"size must be a positive int, got {size!r}")
+        if isinstance(init, str):
+            if init not in ("randn", "rand", "clone"):
+                raise ValueError(f"init must be 'randn', 'rand', 'clone' or a callable, got {init!r}")
+            make = getattr(type(model), init)
+        elif callable(init):
+            make = init
+        else:
+            raise TypeError(f"init must be a string or a callable, got {type(init).__name__}")
+        return cls([model] + [make(model) for _ in range(size - 1)])
+
+    # ---------------------------------------------------------- storage
+
+    def _pack(self) -> None:
+        """Allocate the [K, N] buffers for the current layout and move every member in."""
+        storages = _storages(self._kernels, "particles")
+        self.layout = storages[0].layout
+        k = len(self._kernels)
+        self._base = [torch.empty((k, g.size), dtype=g.dtype, device=g.device) for g in self.layout.groups]
+        self._rows = [[_row(b, i) for b in self._base] for i in range(k)]
+        for kernel, rows in zip(self._kernels, self._rows):
+            kernel.adopt(rows)
+
+    def _sync(self) -> list:
+        """Every member's storage, after moving back into its row any member whose
+        parameters left it; re-packs all when the species' layout changed."""
+        storages = _storages(self._kernels)
+        if storages[0].layout != self.layout:
+            self._pack()
+            storages = [k.storage for k in self._kernels]
+        for i, (kernel, st) in enumerate(zip(self._kernels, storages)):
+            if not all(map(_same, st.buffers, self._rows[i])):
+                storages[i] = kernel.adopt(self._rows[i])
+        return storages
+
+    def buffers(self) -> list[Tensor]:
+        """The [K, N] buffer of each (dtype, device) group (rows are members)."""
+        self._sync()
+        return list(self._base)
+
+    # ---------------------------------------------------------- sequence
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self._members[index]
+        return self._members[index]
+
+    @property
+    def members(self) -> list:
+        return list(self._members)
+
+    @property
+    def species(self):
+        return self._kernels[0].species
+
+    def best_index(self, losses) -> int:
+        """The member with the lowest loss (the first among ties)."""
+        losses = _losses(losses, len(self))
+        return min(range(len(losses)), key=losses.__getitem__)
+
+    def best(self, losses):
+        return self._members[self.best_index(losses)]
+
+    # ---------------------------------------------------------- updates
+
+    def apso_step(self, losses, alpha: float, subset_size: int | None = None, *, noise: float = 0.0,
+                  replace: bool = True, generator: torch.Generator | None = None) -> ApsoResult:
+        """:func:`apso_step` on this swarm: one ``multi_blend_`` launch per group over
+        the subset's rows."""
+        return _apso(self._kernels, self._sync(), losses, alpha, subset_size, noise, replace, generator)
+
+    def momentum_(self, prev, prev2, beta: float) -> "Swarm":
+        """Every member at once: ``W <- W + beta*(W_prev - W_prev2)``, one lincomb
+        launch per group over the [K, N] buffers. ``prev`` and ``prev2`` are swarms
+        of this species or :meth:`snapshot` results."""
+        beta = _real(beta, "beta")
+        bufs_prev = self._history(prev, "prev")
+        bufs_prev2 = self._history(prev2, "prev2")
+        storages = self._sync()
+        for st in storages:
+            _settle(st)
+        with torch.no_grad():
+            for b, p, p2 in zip(self._base, bufs_prev, bufs_prev2):
+                ops.lincomb_([1.0, beta, -beta], [b, p, p2])
+        self._bump(storages)
+        return self
+
+    def snapshot(self) -> list[Tensor]:
+        """A copy of the [K, N] buffers (for momentum's W_{t-1}, W_{t-2})."""
+        self._sync()
+        return [b.clone() for b in self._base]
+
+    def _history(self, other, name: str) -> list:
+        if isinstance(other, Swarm):
+            if other.species is not self.species:
+                raise SpeciesError(f"{name}: " + DIFFERENT_SPECIES.format(what="swarms"))
+            other = other.buffers()
+        if not isinstance(other, (list, tuple)) or len(other) != len(self._base):
+            raise TypeError(f"{name} must be a Swarm or a snapshot() of one")
+        self._sync()
+        for i, (b, o) in enumerate(zip(self._base, other)):
+            if not isinstance(o, Tensor) or o.shape != b.shape or o.dtype != b.dtype or o.device != b.device:
+                raise ValueError(f"{name}[{i}] does not match this swarm's buffer "
+                                 f"{tuple(b.shape)} {b.dtype} on {b.device}")
+        return list(other)
+
+    @staticmethod
+    def _bump(storages) -> None:
+        """A write through the [K, N] buffers bypasses the rows' version counters:
+        bump them so products holding a member's old version know."""
+        for st in storages:
+            for r in st.buffers:
+                torch.autograd.graph.increment_version(r)
+
+    # ---------------------------------------------------------- state
+
+    def state_dict(self) -> dict:
+        """Every member's ``state_dict`` (parameters and buffers), in order."""
+        return {"size": len(self), "members": [m.state_dict() for m in self._members]}
+
+    def load_state_dict(self, state: dict, strict: bool = True) -> None:
+        """Load :meth:`state_dict` output into the members, in place (Parameter
+        objects and the [K, N] storage kept)."""
+        if not isinstance(state, dict) or "members" not in state:
+            raise TypeError("state must be a Swarm.state_dict()")
+        if len(state["members"]) != len(self):
+            raise ValueError(f"state holds {len(state['members'])} members, this swarm has {len(self)}")
+        for m, s in zip(self._members, state["members"]):
+            m.load_state_dict(s, strict=strict)
+        self._sync()
+
+    def to(self, *args, **kwargs) -> "Swarm":
+        """``nn.Module.to`` on every member, then one [K, N] buffer per group on the
+        new device/dtype (Parameter objects kept; build optimizers afterwards, as
+        with any module moved between devices)."""
+        for m in self._members:
+            m.to(*args, **kwargs)
+        self._pack()
+        return self
+
+    def __repr__(self) -> str:
+        groups = ", ".join(f"[{len(self)}, {g.size}] {str(g.dtype).replace('torch.', '')} on {g.device}"
+                           for g in self.layout.groups)
+        return f"Swarm({len(self)} particles; {groups})"
+
+
+def _same(a: Tensor, b: Tensor) -> bool:
+    return a is b or (a.data_ptr() == b.data_ptr() and a.shape == b.shape)

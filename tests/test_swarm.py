@@ -1,0 +1,395 @@
+"""nytorch_ext.swarm: APSO and momentum steps, the Swarm container, bad input."""
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import nytorch_ext as nyto
+from nytorch_ext import ops
+from nytorch_ext.swarm import ApsoResult, Swarm, apso_step, choose_subset, momentum_step, momentum_step_
+
+
+class Net(nyto.NytoModule):
+    def __init__(self, dtype=torch.float32, extra_double=False):
+        super().__init__()
+        self.fc1 = nn.Linear(5, 7, dtype=dtype)
+        self.bn = nn.BatchNorm1d(7, dtype=dtype)
+        self.fc2 = nn.Linear(7, 3, dtype=dtype)
+        if extra_double:
+            self.head = nn.Linear(3, 2, dtype=torch.float64)
+
+    def forward(self, x):
+        out = self.fc2(torch.relu(self.bn(self.fc1(x))))
+        return self.head(out.double()) if hasattr(self, "head") else out
+
+
+def flat_values(particle) -> torch.Tensor:
+    return torch.cat([p.detach().double().flatten() for p in particle.parameters()])
+
+
+def make_pool(k=6, wrap=True, **kw):
+    torch.manual_seed(0)
+    root = Net(**kw)
+    first = nyto.ParticleModule(root) if wrap else root
+    return [first] + [first.randn() for _ in range(k - 1)]
+
+
+def seed_swarm_algorithm(values, indices, losses, alpha):
+    """The seed chapter's swarm_algorithm on plain tensors, given the drawn indices."""
+    values = [v.clone() for v in values]
+    order = sorted(((i, losses[i]) for i in indices), key=lambda il: il[1])
+    best = order[0][0]
+    for i, _ in order:
+        if i != best:
+            values[i] = alpha * values[best] + (1 - alpha) * values[i]
+    return values, best
+
+
+# ------------------------------------------------------------------ APSO
+
+
+@pytest.mark.parametrize("container", ["swarm", "list"])
+@pytest.mark.parametrize("replace", [True, False])
+def test_apso_step_equals_the_seed_formula(backend, container, replace):
+    pool = make_pool(8)
+    pool = Swarm(pool) if container == "swarm" else pool
+    losses = [0.5, 0.25, 3.0, 1.0, 0.1, 2.0, 0.75, 1.5]
+    before = [flat_values(m) for m in pool]
+    result = apso_step(pool, losses, 0.3, 6, replace=replace, generator=torch.Generator().manual_seed(3))
+    assert isinstance(result, ApsoResult) and len(result.indices) == 6
+    assert result.indices == choose_subset(8, 6, replace=replace, generator=torch.Generator().manual_seed(3))
+    if not replace:
+        assert len(set(result.indices)) == 6
+    expected, best = seed_swarm_algorithm(before, result.indices, losses, 0.3)
+    assert result.best == best
+    for i, m in enumerate(pool):
+        torch.testing.assert_close(flat_values(m), expected[i], rtol=1e-6, atol=1e-6)
+    assert torch.equal(flat_values(pool[best]), before[best])  # the best is untouched
+
+
+def test_apso_step_repeated_member_blends_as_often_as_drawn():
+    pool = Swarm(make_pool(3))
+    before = [flat_values(m) for m in pool]
+    # find a seed that draws a repeat of a non-best member
+    for s in range(100):
+        idx = choose_subset(3, 3, generator=torch.Generator().manual_seed(s))
+        losses = [0.0, 1.0, 2.0]
+        others = [i for i in idx if i != min(idx, key=losses.__getitem__)]
+        if len(others) != len(set(others)):
+            break
+    result = pool.apso_step(losses, 0.5, 3, generator=torch.Generator().manual_seed(s))
+    m = max(result.indices.count(i) for i in result.blended)
+    assert m >= 2 and max(result.blended.values()) == pytest.approx(1 - 0.5 ** m)
+    expected, _ = seed_swarm_algorithm(before, result.indices, losses, 0.5)
+    for i in range(3):
+        torch.testing.assert_close(flat_values(pool[i]), expected[i], rtol=1e-6, atol=1e-6)
+
+
+def test_apso_step_is_one_multi_blend_call_per_group(monkeypatch):
+    pool = Swarm(make_pool(12, extra_double=True))  # float32 and float64 groups
+    assert len(pool.buffers()) == 2
+    calls = []
+    real = ops.multi_blend_
+    monkeypatch.setattr(ops, "multi_blend_", lambda *a, **k: calls.append(len(a[0])) or real(*a, **k))
+    result = pool.apso_step(torch.rand(12), 0.5, 6, generator=torch.Generator().manual_seed(0))
+    assert len(calls) == 2 and calls[0] == calls[1] == len(result.blended)
+
+
+def test_apso_step_keeps_parameters_and_optimizer_state():
+    pool = Swarm(make_pool(4))
+    x, y = torch.randn(16, 5), torch.randn(16, 3)
+    opts = [torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9) for m in pool]
+    params = [list(m.parameters()) for m in pool]
+
+    def train():
+        for m, opt in zip(pool, opts):
+            opt.zero_grad()
+            nn.functional.mse_loss(m(x), y).backward()
+            opt.step()
+
+    train()
+    state = [{id(p): opt.state[p]["momentum_buffer"].clone() for p in ps} for opt, ps in zip(opts, params)]
+    pool.apso_step([4.0, 3.0, 2.0, 1.0], 0.5, generator=torch.Generator().manual_seed(0))
+    for m, ps, opt, st in zip(pool, params, opts, state):
+        assert all(a is b for a, b in zip(m.parameters(), ps))
+        for p in ps:
+            assert torch.equal(opt.state[p]["momentum_buffer"], st[id(p)])
+    before = [flat_values(m) for m in pool]
+    train()  # the optimizers still move the members' (row) parameters
+    for m, b in zip(pool, before):
+        assert not torch.equal(flat_values(m), b)
+    rows = pool.buffers()[0]
+    for i, m in enumerate(pool):
+        w = m.root_module.fc1.weight
+        assert w.data_ptr() == rows[i].data_ptr()
+
+
+def test_apso_step_leaves_buffers_and_frozen_parameters_alone():
+    pool = make_pool(4)
+    with nyto.GetNytoModule(pool[0]) as root:
+        root.set_param_config(operational=False, name="fc2")
+    pool = Swarm(pool)
+    for m in pool:
+        m.train()
+        m(torch.randn(8, 5))  # BatchNorm statistics differ per member
+    stats = [m.root_module.bn.running_mean.clone() for m in pool]
+    frozen = [m.root_module.fc2.weight.detach().clone() for m in pool]
+    pool.apso_step([3.0, 2.0, 1.0, 0.0], 0.5, generator=torch.Generator().manual_seed(0))
+    for m, s, f in zip(pool, stats, frozen):
+        assert torch.equal(m.root_module.bn.running_mean, s)
+        assert torch.equal(m.root_module.fc2.weight, f)
+
+
+@pytest.mark.skipif(not hasattr(ops, "multi_blend_noise_"), reason="TEMPORARY until the noise-kernel branch merges")
+def test_apso_noise_changes_only_the_subset_and_is_reproducible():
+
+    def run():
+        pool = Swarm(make_pool(6))
+        r = pool.apso_step([5.0, 4.0, 3.0, 2.0, 1.0, 0.0], 0.5, 4, noise=0.1,
+                           generator=torch.Generator().manual_seed(7))
+        return r, [flat_values(m) for m in pool]
+
+    (r1, v1), (r2, v2) = run(), run()
+    assert r1 == r2 and all(torch.equal(a, b) for a, b in zip(v1, v2))
+    before = [flat_values(m) for m in make_pool(6)]
+    for i in range(6):
+        if i in r1.blended:
+            noise = v1[i] - torch.lerp(before[i], before[r1.best], r1.blended[i])
+            assert noise.abs().max() > 0 and noise.std() == pytest.approx(0.1, rel=0.5)
+        else:
+            assert torch.equal(v1[i], before[i])
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def bad_calls():
+    g = torch.Generator().manual_seed(0)
+    return [
+        (dict(losses=[1.0] * 5), ValueError, "losses has 5 entries"),
+        (dict(losses=[1.0, float("nan")] + [1.0] * 4), ValueError, r"losses\[1\] is NaN"),
+        (dict(alpha=0.0), ValueError, "alpha must be in the open interval"),
+        (dict(alpha=1.0), ValueError, "alpha must be in the open interval"),
+        (dict(alpha=float("nan")), ValueError, "alpha"),
+        (dict(alpha="0.5"), TypeError, "alpha must be a real number"),
+        (dict(subset_size=7), ValueError, "subset_size must be between 1 and the pool size 6"),
+        (dict(subset_size=0), ValueError, "subset_size"),
+        (dict(subset_size=2.0), TypeError, "subset_size must be an int"),
+        (dict(noise=-1.0), ValueError, "noise must be a finite number"),
+        (dict(noise=float("inf")), ValueError, "noise"),
+        (dict(generator=g.get_state()), TypeError, "generator must be a torch.Generator"),
+        (dict(replace=None), TypeError, "replace must be a bool"),
+    ]
+
+
+@pytest.mark.parametrize("container", ["swarm", "list"])
+@pytest.mark.parametrize("kwargs,error,match", bad_calls())
+def test_apso_step_bad_input_changes_nothing(container, kwargs, error, match):
+    pool = make_pool(6)
+    pool = Swarm(pool) if container == "swarm" else pool
+    before = [flat_values(m) for m in pool]
+    rng = torch.get_rng_state()
+    args = dict(losses=[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], alpha=0.5, subset_size=4)
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        apso_step(pool, **args)
+    assert all(torch.equal(flat_values(m), b) for m, b in zip(pool, before))
+    assert torch.equal(torch.get_rng_state(), rng)  # no indices drawn either
+
+
+def test_bad_pools():
+    with pytest.raises(ValueError, match="pool is empty"):
+        apso_step([], [], 0.5)
+    with pytest.raises(ValueError, match="particles is empty"):
+        Swarm([])
+    a, b = make_pool(2), make_pool(2)
+    mixed = [a[0], b[1]]
+    before = [flat_values(m) for m in mixed]
+    with pytest.raises(nyto.SpeciesError, match="species"):
+        apso_step(mixed, [1.0, 2.0], 0.5)
+    with pytest.raises(nyto.SpeciesError, match="species"):
+        Swarm(mixed)
+    assert all(torch.equal(flat_values(m), v) for m, v in zip(mixed, before))
+    with pytest.raises(ValueError, match="more than once"):
+        Swarm([a[0], a[0]])
+    with pytest.raises(TypeError, match="ParticleModule or NytoModule"):
+        Swarm([nn.Linear(2, 2)])
+    with pytest.raises(TypeError, match="sequence of particles"):
+        apso_step(a[0], [1.0], 0.5)
+    outer = nyto.NytoModule()
+    outer.inner = Net()
+    with pytest.raises(nyto.SpeciesError, match="root module"):
+        Swarm([outer.inner])
+
+
+def test_apso_on_a_pool_with_different_layouts_raises_before_writing():
+    pool = make_pool(3)
+    pool[2].double()
+    before = [flat_values(m) for m in pool]
+    with pytest.raises(ValueError, match=r"pool\[2\] has a different flat layout"):
+        apso_step(pool, [1.0, 2.0, 3.0], 0.5)
+    assert all(torch.equal(flat_values(m), b) for m, b in zip(pool, before))
+
+
+# ------------------------------------------------------------------ momentum
+
+
+@pytest.mark.parametrize("as_products", [False, True])
+def test_momentum_step_matches_reference(as_products):
+    w_new, w_prev, w_prev2 = make_pool(3)
+    ref = flat_values(w_new) + 0.9 * (flat_values(w_prev) - flat_values(w_prev2))
+    if as_products:
+        result = momentum_step(w_new.product(), w_prev.product(), w_prev2.product(), 0.9).module()
+    else:
+        result = momentum_step(w_new, w_prev, w_prev2, 0.9)
+    assert type(result) is type(w_new)
+    torch.testing.assert_close(flat_values(result), ref, rtol=1e-6, atol=1e-6)  # float32 vs float64
+
+
+def test_momentum_step_is_one_lincomb_pass(monkeypatch):
+    w = make_pool(3)
+    calls = []
+    real = ops.lincomb
+    monkeypatch.setattr(ops, "lincomb", lambda *a, **k: calls.append(len(a[0])) or real(*a, **k))
+    momentum_step(*w, 0.5)
+    assert calls == [3]
+
+
+def test_momentum_step_in_place_keeps_parameters():
+    w_new, w_prev, w_prev2 = make_pool(3)
+    params = list(w_new.parameters())
+    ref = flat_values(w_new) + 0.5 * (flat_values(w_prev) - flat_values(w_prev2))
+    assert momentum_step_(w_new, w_prev, w_prev2, 0.5) is w_new
+    assert all(a is b for a, b in zip(w_new.parameters(), params))
+    torch.testing.assert_close(flat_values(w_new), ref)
+    with pytest.raises(ValueError, match="beta must be a finite"):
+        momentum_step_(w_new, w_prev, w_prev2, float("nan"))
+    with pytest.raises(TypeError, match="w_new must be a module"):
+        momentum_step_(w_new.product(), w_prev, w_prev2, 0.5)
+    with pytest.raises(TypeError, match="w_prev must be a particle or a product"):
+        momentum_step(w_new, torch.zeros(3), w_prev2, 0.5)
+    other = make_pool(1)[0]
+    with pytest.raises(nyto.SpeciesError):
+        momentum_step(w_new, w_prev, other, 0.5)
+
+
+def test_swarm_momentum_is_one_launch_over_all_members(monkeypatch):
+    swarm = Swarm(make_pool(5))
+    prev2 = swarm.snapshot()
+    with torch.no_grad():
+        for m in swarm:
+            for p in m.parameters():
+                p.add_(0.1)
+    prev = swarm.snapshot()
+    with torch.no_grad():
+        for m in swarm:
+            for p in m.parameters():
+                p.mul_(0.5)
+    now = [flat_values(m) for m in swarm]
+    ref = [n + 0.9 * (flat_values_from(prev, swarm, i) - flat_values_from(prev2, swarm, i))
+           for i, n in enumerate(now)]
+    calls = []
+    real = ops.lincomb_
+    monkeypatch.setattr(ops, "lincomb_", lambda *a, **k: calls.append(a[1][0].shape) or real(*a, **k))
+    swarm.momentum_(prev, prev2, 0.9)
+    assert calls == [torch.Size([5, swarm.layout.groups[0].size])]
+    for m, r in zip(swarm, ref):
+        torch.testing.assert_close(flat_values(m), r, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match=r"prev\[0\] does not match"):
+        swarm.momentum_([prev[0][:2]], prev2, 0.9)
+    with pytest.raises(nyto.SpeciesError):
+        swarm.momentum_(Swarm(make_pool(5)), prev2, 0.9)
+
+
+def flat_values_from(snapshot, swarm, i):
+    views = swarm.layout.views([b[i] for b in snapshot])
+    return torch.cat([v.double().flatten() for v in views])
+
+
+# ------------------------------------------------------------------ the container
+
+
+def test_swarm_storage_is_one_row_per_member():
+    swarm = Swarm.spawn(nyto.ParticleModule(Net(extra_double=True)), 4)
+    assert len(swarm) == 4 and swarm[0] is swarm.members[0] and list(swarm) == swarm.members
+    assert swarm[1:3] == swarm.members[1:3]
+    bufs = swarm.buffers()
+    assert [b.dtype for b in bufs] == [torch.float32, torch.float64]
+    for b, g in zip(bufs, swarm.layout.groups):
+        assert b.shape == (4, g.size)
+    for i, m in enumerate(swarm):
+        flat = torch.cat([b[i] for b in bufs[:1]])
+        assert m.root_module.fc1.weight.data_ptr() == bufs[0][i].data_ptr()
+        assert torch.equal(flat[:35], m.root_module.fc1.weight.detach().flatten())
+    assert "Swarm(4 particles" in repr(swarm)
+
+
+def test_swarm_spawn_inits():
+    model = nyto.ParticleModule(Net())
+    for init in ("randn", "rand", "clone", lambda m: m.clone()):
+        swarm = Swarm.spawn(model, 3, init=init)
+        assert swarm[0] is model and len(swarm) == 3
+    with pytest.raises(ValueError, match="init must be"):
+        Swarm.spawn(model, 3, init="zeros")
+    with pytest.raises(ValueError, match="size must be a positive int"):
+        Swarm.spawn(model, 0)
+
+
+def test_swarm_repacks_members_moved_out_of_their_rows():
+    swarm = Swarm(make_pool(3))
+    m = swarm[1]
+    m.double()  # replaces the parameters' storage (and dtype) on one member
+    with pytest.raises(ValueError, match="different flat layout"):
+        swarm.apso_step([1.0, 2.0, 3.0], 0.5)
+    m.float()
+    values = flat_values(m)
+    rows = swarm.buffers()
+    assert m.root_module.fc1.weight.data_ptr() == rows[0][1].data_ptr()
+    torch.testing.assert_close(flat_values(m), values)
+    swarm.to(torch.float64)
+    assert [b.dtype for b in swarm.buffers()] == [torch.float64]
+    assert swarm[2].root_module.fc2.bias.data_ptr() != 0
+    torch.testing.assert_close(flat_values(m), values)
+    swarm.apso_step([1.0, 2.0, 3.0], 0.5, generator=torch.Generator().manual_seed(0))
+
+
+def test_swarm_state_dict_round_trip():
+    swarm = Swarm(make_pool(4))
+    state = copy.deepcopy(swarm.state_dict())
+    ref = [flat_values(m) for m in swarm]
+    swarm.apso_step([4.0, 3.0, 2.0, 1.0], 0.5, generator=torch.Generator().manual_seed(0))
+    assert any(not torch.equal(flat_values(m), r) for m, r in zip(swarm, ref))
+    rows = swarm.buffers()[0]
+    swarm.load_state_dict(state)
+    assert all(torch.equal(flat_values(m), r) for m, r in zip(swarm, ref))
+    assert swarm.buffers()[0] is rows  # loaded in place
+    other = Swarm(make_pool(4))
+    other.load_state_dict(state)
+    assert all(torch.equal(flat_values(m), r) for m, r in zip(other, ref))
+    with pytest.raises(ValueError, match="state holds 4 members, this swarm has 3"):
+        Swarm(make_pool(3)).load_state_dict(state)
+    with pytest.raises(TypeError, match="Swarm.state_dict"):
+        swarm.load_state_dict({"x": 1})
+
+
+def test_swarm_with_nyto_modules_and_lazy_products():
+    pool = make_pool(3, wrap=False)
+    lazy = 0.5 * pool[1].product() + 0.5 * pool[2].product()  # reads rows once packed
+    swarm = Swarm(pool)
+    expected = 0.5 * flat_values(pool[1]) + 0.5 * flat_values(pool[2])
+    swarm.apso_step([0.0, 1.0, 2.0], 0.5, 3, replace=False, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(flat_values(lazy.module()), expected)
+    lazy2 = pool[1].product() * 2.0
+    expected2 = 2.0 * flat_values(pool[1])
+    swarm.momentum_(swarm.snapshot(), [torch.zeros_like(b) for b in swarm.buffers()], 0.5)
+    torch.testing.assert_close(flat_values(lazy2.module()), expected2)
+
+
+def test_best_index():
+    swarm = Swarm(make_pool(3))
+    assert swarm.best_index([2.0, 1.0, 1.0]) == 1
+    assert swarm.best(torch.tensor([0.0, 1.0, -1.0])) is swarm[2]
+    assert math.isinf(float("inf"))
+    assert swarm.best_index([float("inf"), 1.0, 2.0]) == 1
