@@ -117,18 +117,6 @@ class Layout:
         return [torch.Size(s.shape) for s in self.slots]
 
     @cached_property
-    def strides(self) -> list:
-        """Each slot's contiguous strides, as ``tensor.stride()`` returns them."""
-        out = []
-        for s in self.slots:
-            stride, acc = [], 1
-            for d in reversed(s.shape):
-                stride.append(acc)
-                acc *= d
-            out.append(tuple(reversed(stride)))
-        return out
-
-    @cached_property
     def _view_args(self):
         """Per group: slot positions, offsets, concatenated shapes and ranks."""
         args = [([], [], [], []) for _ in self.groups]

@@ -88,12 +88,13 @@ class Storage:
 
     def intact(self, params: list, config_version: int) -> bool:
         """Every parameter is still this storage's view: same object, address, shape
-        and contiguity (``p.data = p.data.t()`` keeps the address)."""
+        and contiguity (``p.data = p.data.t()`` keeps the address; a contiguous view
+        of a given shape and address is the view)."""
         return (config_version == self.config_version and len(params) == len(self.params)
                 and all(map(operator.is_, params, self.params))
                 and [p.data_ptr() for p in params] == self.addresses
-                and [p.stride() for p in params] == self.layout.strides
-                and [p.shape for p in params] == self.layout.sizes)
+                and [p.shape for p in params] == self.layout.sizes
+                and all(p.is_contiguous() for p in params))
 
 
 def _shallow_copy(module: nn.Module) -> nn.Module:

@@ -388,7 +388,7 @@ class ParamProduct:
 def _settle(storage, keep=None) -> None:
     """Before writing a particle's storage in place: evaluate the lazy products that
     read it (all but ``keep``), so they keep the values they were built from."""
-    if storage is None:
+    if storage is None or not storage.dependents:
         return
     for product in list(storage.dependents):
         if product is not keep and not product.is_materialized:

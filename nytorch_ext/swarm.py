@@ -72,16 +72,20 @@ def _kernels_of(particles, what: str = "pool") -> list:
     return kernels
 
 
-def _storages(kernels: list, what: str = "pool") -> list:
-    """Every member's flat storage, caught up with its species; one layout for all."""
-    for k in kernels:
-        k.touch()
-    storages = [k.flat() for k in kernels]
-    layout = storages[0].layout
-    for i, st in enumerate(storages):
+def _storages(kernels: list, what: str = "pool", indices=None) -> dict:
+    """Member index -> flat storage (caught up with its species) for ``indices`` (all
+    members when None); one layout for all of them."""
+    indices = range(len(kernels)) if indices is None else indices
+    storages = {}
+    for i in indices:
+        kernels[i].touch()
+        storages[i] = kernels[i].flat()
+    first = next(iter(storages))
+    layout = storages[first].layout
+    for i, st in storages.items():
         if st.layout != layout:
             raise ValueError(f"{what}[{i}] has a different flat layout (shapes, dtypes or devices) "
-                             f"than {what}[0]; move every member to the same dtype and device")
+                             f"than {what}[{first}]; move every member to the same dtype and device")
     return storages
 
 
@@ -182,11 +186,13 @@ def apso_step(pool, losses, alpha: float, subset_size: int | None = None, *, noi
     if isinstance(pool, Swarm):
         return pool.apso_step(losses, alpha, subset_size, noise=noise, replace=replace, generator=generator)
     kernels = _kernels_of(pool)
-    return _apso(kernels, _storages(kernels), losses, alpha, subset_size, noise, replace, generator)
+    return _apso(len(kernels), lambda idx: _storages(kernels, "pool", idx),
+                 losses, alpha, subset_size, noise, replace, generator)
 
 
-def _apso(kernels, storages, losses, alpha, subset_size, noise, replace, generator) -> ApsoResult:
-    size = len(kernels)
+def _apso(size, storages_of, losses, alpha, subset_size, noise, replace, generator) -> ApsoResult:
+    """The step, given the pool size and ``storages_of(indices)`` -> {index: storage}
+    (only the members the step reads or writes are looked at)."""
     losses = _losses(losses, size)
     alpha = _open_unit(alpha, "alpha")
     subset_size = _subset_size(subset_size, size)
@@ -200,6 +206,7 @@ def _apso(kernels, storages, losses, alpha, subset_size, noise, replace, generat
     if not weights:
         return ApsoResult(indices, best, {})
     members = list(weights)
+    storages = storages_of([best] + members)
     for i in members:  # lazy products reading a member keep the values they were built from
         _settle(storages[i])
     source = storages[best].buffers
@@ -323,16 +330,17 @@ class Swarm(Sequence):
         for kernel, rows in zip(self._kernels, self._rows):
             kernel.adopt(rows)
 
-    def _sync(self) -> list:
-        """Every member's storage, after moving back into its row any member whose
-        parameters left it; re-packs all when the species' layout changed."""
-        storages = _storages(self._kernels)
-        if storages[0].layout != self.layout:
-            self._pack()
-            storages = [k.storage for k in self._kernels]
-        for i, (kernel, st) in enumerate(zip(self._kernels, storages)):
+    def _sync(self, indices=None) -> dict:
+        """Member index -> storage for ``indices`` (all when None), after moving back
+        into its row any of those members whose parameters left it; re-packs every
+        member when the species' layout changed."""
+        storages = _storages(self._kernels, "particles", indices)
+        if any(st.layout != self.layout for st in storages.values()):
+            self._pack()  # checks that every member agrees on the new layout
+            storages = {i: self._kernels[i].storage for i in storages}
+        for i, st in storages.items():
             if not all(map(_same, st.buffers, self._rows[i])):
-                storages[i] = kernel.adopt(self._rows[i])
+                storages[i] = self._kernels[i].adopt(self._rows[i])
         return storages
 
     def buffers(self) -> list[Tensor]:
@@ -372,7 +380,7 @@ class Swarm(Sequence):
                   replace: bool = True, generator: torch.Generator | None = None) -> ApsoResult:
         """:func:`apso_step` on this swarm: one ``multi_blend_`` launch per group over
         the subset's rows."""
-        return _apso(self._kernels, self._sync(), losses, alpha, subset_size, noise, replace, generator)
+        return _apso(len(self), self._sync, losses, alpha, subset_size, noise, replace, generator)
 
     def momentum_(self, prev, prev2, beta: float) -> "Swarm":
         """Every member at once: ``W <- W + beta*(W_prev - W_prev2)``, one lincomb
@@ -382,12 +390,12 @@ class Swarm(Sequence):
         bufs_prev = self._history(prev, "prev")
         bufs_prev2 = self._history(prev2, "prev2")
         storages = self._sync()
-        for st in storages:
+        for st in storages.values():
             _settle(st)
         with torch.no_grad():
             for b, p, p2 in zip(self._base, bufs_prev, bufs_prev2):
                 ops.lincomb_([1.0, beta, -beta], [b, p, p2])
-        self._bump(storages)
+        self._bump(storages.values())
         return self
 
     def snapshot(self) -> list[Tensor]:

@@ -210,17 +210,18 @@ def test_replacing_a_plain_child_parameter():
     assert r.fc.weight.unique().tolist() == [8.0]
 
 
-@pytest.mark.parametrize("change", ["transpose", "narrow"])
+@pytest.mark.parametrize("change", ["transpose", "square-transpose", "narrow"])
 def test_same_address_shape_change_is_detected(change):
     class M(nyto.NytoModule):
         def __init__(self):
             super().__init__()
-            self.weight = nn.Parameter(torch.arange(6.0).reshape(2, 3))
+            rows = 3 if change == "square-transpose" else 2
+            self.weight = nn.Parameter(torch.arange(3.0 * rows).reshape(rows, 3))
             self.bias = nn.Parameter(torch.tensor([1.0, 2.0]))
 
     a = M()
     a + 0
-    if change == "transpose":
+    if change != "narrow":  # same address; for a square one, the same shape too
         a.weight.data = a.weight.data.t()
     else:
         a.bias.data = a.bias.data[:1]

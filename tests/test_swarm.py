@@ -229,7 +229,7 @@ def test_apso_on_a_pool_with_different_layouts_raises_before_writing():
     pool[2].double()
     before = [flat_values(m) for m in pool]
     with pytest.raises(ValueError, match=r"pool\[2\] has a different flat layout"):
-        apso_step(pool, [1.0, 2.0, 3.0], 0.5)
+        apso_step(pool, [1.0, 2.0, 3.0], 0.5, replace=False)
     assert all(torch.equal(flat_values(m), b) for m, b in zip(pool, before))
 
 
@@ -342,7 +342,7 @@ def test_swarm_repacks_members_moved_out_of_their_rows():
     m = swarm[1]
     m.double()  # replaces the parameters' storage (and dtype) on one member
     with pytest.raises(ValueError, match="different flat layout"):
-        swarm.apso_step([1.0, 2.0, 3.0], 0.5)
+        swarm.apso_step([1.0, 2.0, 3.0], 0.5, replace=False)
     m.float()
     values = flat_values(m)
     rows = swarm.buffers()
