@@ -80,11 +80,14 @@ class Storage:
     config_version: int
     dependents: "weakref.WeakSet" = field(default_factory=weakref.WeakSet)  # lazy products reading it
     recycle: bool = True  # hand the buffers to the pool when re-flattened (not rows of a swarm's)
+    # Parameters re-pointed with ``p.data = view`` keep a version counter of their
+    # own; those made from views of the buffers (``build``) share the buffers'.
+    own_counters: bool = True
 
     def version(self) -> int:
-        """In-place writes so far, through the buffers or any parameter (a parameter
-        re-pointed with ``p.data = view`` keeps a version counter of its own)."""
-        return sum(b._version for b in self.buffers) + sum(p._version for p in self.params)
+        """In-place writes so far, through the buffers or any parameter."""
+        v = sum([b._version for b in self.buffers])
+        return v + sum([p._version for p in self.params]) if self.own_counters else v
 
     def intact(self, params: list, config_version: int) -> bool:
         """Every parameter is still this storage's view: same object, address, shape
@@ -94,7 +97,7 @@ class Storage:
                 and all(map(operator.is_, params, self.params))
                 and [p.data_ptr() for p in params] == self.addresses
                 and [p.shape for p in params] == self.layout.sizes
-                and all(p.is_contiguous() for p in params))
+                and all(map(torch.Tensor.is_contiguous, params)))
 
 
 def _shallow_copy(module: nn.Module) -> nn.Module:
@@ -157,6 +160,7 @@ class ParticleKernel:
     def __getstate__(self):  # the flat storage is rebuilt from the parameters on load
         state = dict(self.__dict__)
         state["storage"] = None
+        state.pop("_operational", None)
         return state
 
     def __setstate__(self, state):
@@ -279,7 +283,7 @@ class ParticleKernel:
                 if member.dirty and member is not self:
                     member.record(member.modules[ROOT_MODULE_ID])
         root = self.modules[ROOT_MODULE_ID]
-        if not self.dirty and not all(d.get(n) is p for d, n, p in self.places):
+        if not self.dirty and not all([d.get(n) is p for d, n, p in self.places]):
             self.dirty = True  # a Parameter replaced inside a plain nn.Module child
         if self.dirty:
             self.record(root)
@@ -343,8 +347,16 @@ class ParticleKernel:
     # --------------------------------------------------------------- storage
 
     def operational(self) -> list:
+        """(pid, Parameter) of the operational parameters; cached until the
+        parameters or the species' configuration change."""
+        key = self.species.config_version
+        cache = self.__dict__.get("_operational")
+        if cache is not None and cache[0] == key and cache[1] is self.params:
+            return cache[2]
         config = self.species.config
-        return [(pid, p) for pid, p in self.params.items() if config[pid].operational]
+        op = [(pid, p) for pid, p in self.params.items() if config[pid].operational]
+        self._operational = (key, self.params, op)
+        return op
 
     def flat(self) -> Storage:
         """The flat storage, re-flattened first if a parameter's storage was replaced."""
@@ -488,7 +500,8 @@ class ParticleKernel:
         kernel.param_places, kernel.module_places = self.param_places, self.module_places  # same ids, same names
         # The views were made from the product's layout: the storage is in place.
         kernel.storage = Storage(product.layout, buffers, [new_params[pid] for pid in product.layout.pids],
-                                 product.layout.addresses(buffers), self.species.config_version)
+                                 product.layout.addresses(buffers), self.species.config_version,
+                                 own_counters=False)
         return kernel
 
 
