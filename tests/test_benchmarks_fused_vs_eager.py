@@ -1,0 +1,194 @@
+"""benchmarks/fused_vs_eager.py runs end to end on tiny shapes: every implementation
+is timed (after agreeing with the float64 reference) or skipped with a reason, the
+JSON parses, and a disagreement stops the run naming the implementation."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "fused_vs_eager.py"
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("fused_vs_eager", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = load_bench()
+
+
+def run_script(*args, env=None, timeout=120):
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=ROOT,
+                          env=env, timeout=timeout)
+
+
+def strict_json(path):
+    def reject(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+    return json.loads(Path(path).read_text(), parse_constant=reject)
+
+
+def assert_rows_checked_or_skipped(rows):
+    for r in rows:
+        where = f"{r['workload']} {r['shape']} {r['device']} {r['impl']!r}"
+        if r["skipped"] is not None:
+            assert r["skipped"].strip(), f"{where}: skipped without a reason"
+            continue
+        assert r["checked"], f"{where}: timed without being checked"
+        assert r["max_error"] is not None and r["max_error"] <= r["tolerance"], where
+        assert r["rounds"] >= 1 and r["median_ms"] > 0 and r["min_ms"] <= r["median_ms"] <= r["max_ms"], where
+        for key in ("eager", "foreach", "floor", "nytorch"):
+            if key in r["speedup"]:
+                assert r["speedup"][key] > 0, where
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    proc = run_script("--tiny", "--json", str(out / "bench.json"), "--plot", str(out / "bench.png"))
+    return proc, out
+
+
+def test_tiny_run_times_or_skips_every_implementation(tiny_run):
+    proc, out = tiny_run
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    data = strict_json(out / "bench.json")
+    assert data["ok"] and data["error"] is None
+    rows = data["rows"]
+    assert_rows_checked_or_skipped(rows)
+
+    timed = [r for r in rows if r["skipped"] is None]
+    # every workload ran on the flat sweep and/or every tiny model
+    for workload in bench.KERNEL_WORKLOADS:
+        shapes = {r["shape"] for r in timed if r["workload"] == workload}
+        assert shapes == {"flat 1e3", "flat 1e4", "mlp4x32", "mlp20x8", "convnet"}, (workload, shapes)
+    for workload in bench.PARTICLE_WORKLOADS:
+        shapes = {r["shape"] for r in timed if r["workload"] == workload}
+        assert shapes == {"mlp4x32", "mlp20x8", "convnet"}, (workload, shapes)
+    # every implementation family the issue names is present, or skipped with a reason
+    families = {r["family"] for r in rows}
+    assert set(bench.FAMILIES) <= families, set(bench.FAMILIES) - families
+    for r in rows:
+        if r["family"] == "compile":
+            assert r["skipped"] and "--compile" in r["skipped"]
+    # the rows each workload must have on a model shape (timed or skipped)
+    def impls(workload, shape="mlp20x8"):
+        return {r["family"] for r in rows if r["workload"] == workload and r["shape"] == shape}
+    for workload in ("blend_", "axpby_", "axpby", "momentum"):
+        assert {"eager", "foreach", "ext-ops", "compile"} <= impls(workload), workload
+    for workload in ("blend_", "axpby_", "axpby"):
+        assert "floor" in impls(workload)
+    for workload in ("p.blend", "p.blend_", "p.momentum", "apso"):
+        assert {"nytorch", "eager", "foreach", "ext-particle"} <= impls(workload), workload
+    assert {"nytorch", "ext-particle"} <= impls("module()")
+    apso = {r["impl"]: r for r in rows if r["workload"] == "apso" and r["shape"] == "mlp20x8"}
+    assert "nytorch_ext multi_blend_ (flat members)" in apso and "torch lerp_ per member (flat, floor)" in apso
+    assert "nytorch_ext: swarm.apso_step(pool)" in apso  # timed, or skipped saying why
+    # GB/s and the copy fraction for the particle rows too
+    for r in timed:
+        if r["workload"] in ("p.blend", "p.blend_", "p.momentum", "apso"):
+            assert r["gbps"] > 0 and r["copy_fraction"] > 0, r
+        if r["family"] == "nytorch":
+            assert r["speedup"]["nytorch"] == pytest.approx(1.0)
+    # CUDA: run, or one row that says why not
+    cuda_rows = [r for r in rows if r["device"] == "cuda"]
+    if torch.cuda.is_available():
+        assert any(r["skipped"] is None for r in cuda_rows)
+    else:
+        assert len(cuda_rows) == 1 and "CUDA is not available" in cuda_rows[0]["skipped"]
+        assert "CUDA: skipped" in proc.stdout
+    # the table names the implementations; the plot is written or its absence explained
+    assert "nytorch_ext multi_blend_" in proc.stdout and "vs nytorch" in proc.stdout
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (out / "bench.png").stat().st_size > 0
+    else:
+        assert "pip install matplotlib" in proc.stdout and not (out / "bench.png").exists()
+
+
+def test_a_disagreeing_implementation_stops_the_run_by_name(monkeypatch, capsys, tmp_path):
+    def wrong_blend_(x, y, alpha):
+        return x.lerp_(y, alpha + 1e-3)
+    monkeypatch.setattr(bench.ops, "blend_", wrong_blend_)
+    status = bench.main(["--tiny", "--device", "cpu", "--workloads", "blend_", "--shapes", "flat",
+                         "--sizes", "1000", "--json", str(tmp_path / "out.json")])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "FAILED" in out and "'nytorch_ext blend_ (flat)' disagrees with the float64 reference" in out
+    data = strict_json(tmp_path / "out.json")
+    assert data["ok"] is False and "nytorch_ext blend_ (flat)" in data["error"]
+    assert not any(r["impl"] == "nytorch_ext blend_ (flat)" for r in data["rows"])
+
+
+def test_an_implementation_that_raises_stops_the_run_by_name(monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(bench.ops, "lincomb", broken)
+    status = bench.main(["--tiny", "--device", "cpu", "--workloads", "momentum", "--shapes", "flat", "--sizes", "1000"])
+    assert status == 1
+    assert "'nytorch_ext lincomb (flat)' raised RuntimeError: boom" in capsys.readouterr().out
+
+
+def test_sizes_that_do_not_fit_in_memory_are_skipped_with_a_reason(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(bench, "available_bytes", lambda device: 10 ** 6)
+    status = bench.main(["--tiny", "--device", "cpu", "--workloads", "blend_,apso", "--shapes", "flat,mlp4x32",
+                         "--sizes", "1e3,1e5", "--json", str(tmp_path / "out.json")])
+    assert status == 0
+    rows = strict_json(tmp_path / "out.json")["rows"]
+    def rows_of(workload, shape):
+        return [r for r in rows if (r["workload"], r["shape"]) == (workload, shape)]
+    assert any(r["skipped"] is None for r in rows_of("blend_", "flat 1e3"))
+    for key in (("blend_", "flat 1e5"), ("apso", "mlp4x32")):
+        [row] = rows_of(*key)
+        assert row["impl"] == "all implementations" and "MB available" in row["skipped"]
+    assert "needs about" in capsys.readouterr().out
+
+
+def test_missing_nytorch_is_a_skipped_row_with_the_reason(tmp_path):
+    fake = tmp_path / "nytorch"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('nytorch is hidden for this test')\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]))
+    proc = run_script("--tiny", "--device", "cpu", "--workloads", "p.blend,module(),apso", "--shapes", "mlp4x32",
+                      "--json", str(tmp_path / "out.json"), env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    rows = strict_json(tmp_path / "out.json")["rows"]
+    assert_rows_checked_or_skipped(rows)
+    ny = [r for r in rows if r["family"] == "nytorch"]
+    assert len(ny) == 3 and all("pip install nytorch" in r["skipped"] for r in ny)
+    assert all(r["skipped"] is None for r in rows if r["family"] != "nytorch")
+    assert "pip install nytorch" in proc.stdout
+
+
+def test_bad_arguments_are_a_usage_error_not_a_traceback(capsys):
+    for args, message in ((["--workloads", "blend_,nonsense"], "unknown workload"),
+                          (["--shapes", "resnet"], "unknown shape"),
+                          (["--sizes", "0"], "--sizes must be positive")):
+        with pytest.raises(SystemExit) as exit_:
+            bench.main(args)
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_compile_rows_agree_and_are_timed(tmp_path):
+    proc = run_script("--tiny", "--device", "cpu", "--compile", "--workloads", "axpby", "--shapes", "flat,mlp4x32",
+                      "--sizes", "1000", "--json", str(tmp_path / "out.json"), timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = strict_json(tmp_path / "out.json")["rows"]
+    assert_rows_checked_or_skipped(rows)
+    compiled = [r for r in rows if r["family"] == "compile"]
+    assert len(compiled) == 2
+    for r in compiled:  # timed, or torch.compile cannot run on this machine and says why
+        assert r["skipped"] is None or r["skipped"].startswith("failed to run here")
