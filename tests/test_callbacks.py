@@ -1,0 +1,315 @@
+"""nytorch_ext.callbacks: early stopping, checkpoint -> resume (bit-for-bit on CPU), progress."""
+from __future__ import annotations
+
+import io
+import sys
+import types
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from nytorch_ext.callbacks import Callback, Checkpoint, EarlyStopping, ProgressBar, tqdm_available
+from nytorch_ext.train import CHECKPOINT_FORMAT, SwarmTrainer, accuracy
+from test_train import flat, make_swarm, one_thread, sgd, toy_data, toy_loader  # noqa: F401 (fixture)
+
+
+def fixed_val_loss(values):
+    """A metric-free way to script val_loss: a loss whose value is read from a list."""
+    it = iter(values)
+    current = {}
+
+    class Script(Callback):
+        order = -10
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            v = next(it)
+            logs["val_loss"] = [v] * len(trainer.swarm)
+            current["v"] = v
+
+    return Script()
+
+
+def zero_lr_fit(trainer, epochs, callbacks, val=True, **kw):
+    x, y = toy_data(32)
+    return trainer.fit([(x, y)], val_data=(x, y) if val else None, epochs=epochs, optimizer=sgd(0.0),
+                       evolve_every=0, callbacks=callbacks, progress=False, **kw)
+
+
+# ------------------------------------------------------------------ early stopping
+
+
+def test_early_stopping_waits_patience_epochs_without_improvement():
+    es = EarlyStopping("val_loss", patience=2)
+    trainer = SwarmTrainer(make_swarm(2), device="cpu")
+    history = zero_lr_fit(trainer, 20, [fixed_val_loss([5, 4, 4.5, 3.9, 4, 4, 4, 1]), es])
+    assert len(history) == 6  # best at epoch 3; epochs 4 and 5 do not improve: stop after 5
+    assert es.best_epoch == 3 and es.best_value == 3.9 and es.stopped_epoch == 5
+    assert trainer.stop_training
+
+
+def test_early_stopping_min_delta_and_max_mode():
+    es = EarlyStopping("val_loss", patience=0, min_delta=0.5)
+    zero_lr_fit(SwarmTrainer(make_swarm(2), device="cpu"), 10, [fixed_val_loss([5, 4.6, 4]), es])
+    assert es.stopped_epoch == 1 and es.best_epoch == 0
+    es = EarlyStopping("val_accuracy", patience=1)
+    assert es.mode == "max"
+    trainer = SwarmTrainer(make_swarm(2), device="cpu")
+    history = zero_lr_fit(trainer, 5, [es], metrics={"accuracy": accuracy})
+    assert len(history) == 2  # lr 0: the accuracy never improves after the first epoch
+    assert es.stopped_epoch == 1
+
+
+def test_early_stopping_of_reduces_over_particles():
+    logs = {"val_loss": [3.0, 1.0, 2.0], "best": 2}
+    assert EarlyStopping(of="best").value(logs) == 2.0
+    assert EarlyStopping(of="min").value(logs) == 1.0
+    assert EarlyStopping(of="max").value(logs) == 3.0
+    assert EarlyStopping(of="mean").value(logs) == 2.0
+
+
+def test_early_stopping_restore_best_loads_the_best_epochs_swarm():
+    swarm = make_swarm(2)
+    snapshots = []
+
+    class Snap(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            snapshots.append([flat(m).clone() for m in trainer.swarm])
+
+    es = EarlyStopping("val_loss", patience=1, restore_best=True)
+    x, y = toy_data(32)
+    trainer = SwarmTrainer(swarm, device="cpu")
+    trainer.fit([(x, y)], val_data=(x, y), epochs=6, optimizer=sgd(0.5), evolve_every=0, progress=False,
+                callbacks=[fixed_val_loss([3, 1, 2, 2, 0, 0]), Snap(), es])
+    assert es.best_epoch == 1 and es.stopped_epoch == 2 and len(snapshots) == 3
+    assert all(torch.equal(flat(m), s) for m, s in zip(swarm, snapshots[1]))
+    assert not torch.equal(flat(swarm[0]), snapshots[2][0])
+
+
+def test_early_stopping_bad_arguments():
+    with pytest.raises(ValueError, match="mode"):
+        EarlyStopping("val_f1")
+    with pytest.raises(ValueError, match="mode"):
+        EarlyStopping("val_loss", mode="down")
+    with pytest.raises(ValueError, match="patience"):
+        EarlyStopping(patience=-1)
+    with pytest.raises(ValueError, match="min_delta"):
+        EarlyStopping(min_delta=float("nan"))
+    with pytest.raises(ValueError, match="of"):
+        EarlyStopping(of="median")
+    assert EarlyStopping("val_f1", mode="max").mode == "max"
+
+
+def test_early_stopping_on_an_unlogged_key_fails_before_training():
+    swarm = make_swarm(2)
+    before = flat(swarm[0]).clone()
+    trainer = SwarmTrainer(swarm, device="cpu")
+    with pytest.raises(ValueError, match="monitor='val_loss'.*logged: \\['train_loss'\\]"):
+        trainer.fit(toy_loader(), epochs=2, optimizer=sgd(), evolve_every=0, progress=False,
+                    callbacks=[EarlyStopping("val_loss")])
+    assert torch.equal(flat(swarm[0]), before)
+
+
+# ------------------------------------------------------------------ checkpoints
+
+
+def shuffled_loader(kind: str):
+    x, y = toy_data(80)
+    if kind == "own_generator":
+        return DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True,
+                          generator=torch.Generator().manual_seed(5))
+    return DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True)  # draws from torch's global RNG
+
+
+def run(tmp_path, name, epochs, loader_kind, *, resume_from=None, swarm_seed=0, trainer_seed=1):
+    """A run with everything that has state: dropout (torch RNG), a shuffling loader,
+    SGD momentum, APSO every 3 batches (5 batches an epoch: steps straddle epochs),
+    early stopping (patience state), a Checkpoint."""
+    swarm = make_swarm(4, seed=swarm_seed, dropout=0.3)
+    trainer = SwarmTrainer(swarm, device="cpu", seed=trainer_seed)
+    es = EarlyStopping("val_loss", patience=50)
+    ckpt = Checkpoint(tmp_path / (name + "-{epoch}.pt"))
+    x, y = toy_data(24)
+    history = trainer.fit(shuffled_loader(loader_kind), val_data=(x, y), epochs=epochs,
+                          optimizer=sgd(0.05, 0.9), evolve_every=3, subset_size=3, alpha=0.4,
+                          metrics={"accuracy": accuracy}, callbacks=[es, ckpt], progress=False,
+                          resume_from=resume_from)
+    return trainer, history, es, ckpt
+
+
+def comparable(history):
+    d = history.to_dict()
+    for r in d["records"]:
+        r.pop("seconds")
+    return d
+
+
+@pytest.mark.parametrize("loader_kind", ["global_rng", "own_generator"])
+def test_checkpoint_resume_is_bit_for_bit(tmp_path, loader_kind):
+    torch.manual_seed(0)
+    straight, h_straight, es_straight, ckpt = run(tmp_path, "straight", 3, loader_kind)
+    assert [p.split("/")[-1] for p in ckpt.saved] == ["straight-1.pt", "straight-2.pt", "straight-3.pt"]
+
+    torch.manual_seed(0)
+    run(tmp_path, "first", 1, loader_kind)
+    torch.manual_seed(1234)  # a fresh process: other RNG state, other initial weights, other trainer seed
+    resumed, h_resumed, es_resumed, _ = run(tmp_path, "resumed", 3, loader_kind,
+                                             resume_from=tmp_path / "first-1.pt", swarm_seed=9, trainer_seed=9)
+
+    for a, b in zip(straight.swarm, resumed.swarm):
+        assert torch.equal(flat(a), flat(b))
+    assert comparable(h_resumed) == comparable(h_straight)
+    assert len(h_resumed.evolutions) == 5  # 15 batches, every 3
+    for oa, ob in zip(straight.optimizers, resumed.optimizers):
+        for (pa, sa), (pb, sb) in zip(oa.state.items(), ob.state.items()):
+            assert torch.equal(sa["momentum_buffer"], sb["momentum_buffer"])
+    assert torch.equal(straight.generator.get_state(), resumed.generator.get_state())
+    assert es_resumed.best_value == es_straight.best_value and es_resumed.best_epoch == es_straight.best_epoch
+    last_straight = torch.load(tmp_path / "straight-3.pt", weights_only=False)
+    last_resumed = torch.load(tmp_path / "resumed-3.pt", weights_only=False)
+    assert torch.equal(last_straight["rng"]["torch"], last_resumed["rng"]["torch"])
+    # what the checkpoint holds
+    state = torch.load(tmp_path / "straight-1.pt", weights_only=False)
+    assert state["format"] == CHECKPOINT_FORMAT and state["epoch"] == 1
+    assert {"swarm", "optimizers", "rng", "generator", "history", "callbacks"} <= set(state)
+    assert {"torch", "python", "numpy", "loader"} <= set(state["rng"])
+    assert len(state["rng"]["loader"]) == (1 if loader_kind == "own_generator" else 0)
+    assert len(state["optimizers"]) == 4 and "0:EarlyStopping" in state["callbacks"]
+
+
+def test_resume_method_and_checkpoint_every(tmp_path):
+    x, y = toy_data(32)
+
+    def go(trainer, epochs, callbacks=(), **kw):
+        return trainer.fit(DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True), epochs=epochs,
+                           optimizer=sgd(0.05, 0.9), evolve_every=3, subset_size=2, callbacks=list(callbacks),
+                           progress=False, **kw)
+
+    torch.manual_seed(0)
+    straight = SwarmTrainer(make_swarm(3), device="cpu", seed=0)
+    ck = Checkpoint(tmp_path / "ck.pt", every=2)
+    go(straight, 4, [ck])
+    assert len(ck.saved) == 2  # epochs 2 and 4 (the last)
+
+    torch.manual_seed(0)
+    first = SwarmTrainer(make_swarm(3), device="cpu", seed=0)
+    go(first, 2, [Checkpoint(tmp_path / "half.pt", every=2)])
+    later = SwarmTrainer(make_swarm(3, seed=5), device="cpu", seed=5).resume(tmp_path / "half.pt")
+    assert all(torch.equal(flat(a), flat(b)) for a, b in zip(first.swarm, later.swarm))  # loaded at once
+    history = go(later, 4)
+    assert len(history) == 4
+    assert all(torch.equal(flat(a), flat(b)) for a, b in zip(straight.swarm, later.swarm))
+
+
+def test_resuming_a_finished_or_stopped_run_trains_no_more(tmp_path):
+    torch.manual_seed(0)
+    trainer = SwarmTrainer(make_swarm(2), device="cpu")
+    zero_lr_fit(trainer, 10, [fixed_val_loss([1, 2, 3]), EarlyStopping(patience=1), Checkpoint(tmp_path / "c.pt")])
+    assert len(trainer.history) == 2
+    again = SwarmTrainer(make_swarm(2), device="cpu")
+    batches = []
+
+    class Count(Callback):
+        def on_batch_end(self, trainer, batch, losses):
+            batches.append(batch)
+
+    history = zero_lr_fit(again, 10, [EarlyStopping(patience=1), Count()], resume_from=tmp_path / "c.pt")
+    assert batches == [] and len(history) == 2
+
+
+def test_resume_errors(tmp_path):
+    trainer = SwarmTrainer(make_swarm(2), device="cpu")
+    with pytest.raises(FileNotFoundError, match="resume_from"):
+        trainer.fit(toy_loader(), evolve_every=0, progress=False, resume_from=tmp_path / "missing.pt")
+    torch.save({"something": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a SwarmTrainer checkpoint"):
+        trainer.resume(tmp_path / "other.pt")
+    zero_lr_fit(trainer, 1, [Checkpoint(tmp_path / "two.pt")])
+    with pytest.raises(ValueError, match="2 members"):
+        SwarmTrainer(make_swarm(3), device="cpu").resume(tmp_path / "two.pt")
+    with pytest.raises(ValueError, match="every"):
+        Checkpoint(tmp_path / "x.pt", every=0)
+    with pytest.raises(ValueError, match="no optimizers"):
+        SwarmTrainer(make_swarm(2), device="cpu").save_checkpoint(tmp_path / "y.pt")
+
+
+# ------------------------------------------------------------------ progress
+
+
+class FakeTqdm:
+    instances = []
+
+    def __init__(self, total=None, desc=None, file=None, **kw):
+        self.total, self.desc, self.file, self.n, self.closed, self.postfix = total, desc, file, 0, False, None
+        FakeTqdm.instances.append(self)
+
+    def update(self, n=1):
+        self.n += n
+
+    def set_postfix(self, refresh=True, **kw):
+        self.postfix = kw
+
+    def set_postfix_str(self, s, refresh=True):
+        self.postfix = s
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def fake_tqdm(monkeypatch):
+    FakeTqdm.instances = []
+    package = types.ModuleType("tqdm")
+    auto = types.ModuleType("tqdm.auto")
+    auto.tqdm = FakeTqdm
+    package.auto = auto
+    monkeypatch.setitem(sys.modules, "tqdm", package)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", auto)
+    return FakeTqdm
+
+
+@pytest.fixture
+def no_tqdm(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm -> ImportError
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+
+
+def fit_with_progress(progress, callbacks=()):
+    trainer = SwarmTrainer(make_swarm(2), device="cpu")
+    trainer.fit(toy_loader(64, 16), val_data=toy_data(16), epochs=2, optimizer=sgd(), evolve_every=0,
+                progress=progress, callbacks=list(callbacks))
+    return trainer
+
+
+def test_progress_bar_with_tqdm(fake_tqdm, monkeypatch):
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert tqdm_available()
+    trainer = fit_with_progress(True)
+    bars = fake_tqdm.instances
+    assert len(bars) == 2 and all(b.closed and b.total == 4 and b.n == 4 for b in bars)
+    assert bars[0].desc == "Epoch 1/2" and "val_loss" in bars[1].postfix and "best particle" in bars[1].postfix
+    assert sum(isinstance(cb, ProgressBar) for cb in trainer._callbacks) == 1
+
+
+def test_progress_auto_is_quiet_when_stderr_is_not_a_terminal(fake_tqdm, capsys):
+    fit_with_progress(None)
+    assert fake_tqdm.instances == [] and capsys.readouterr().err == ""
+
+
+def test_progress_auto_shows_a_bar_on_a_terminal(fake_tqdm, monkeypatch):
+    class TTY(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", TTY())
+    fit_with_progress(None)
+    assert len(fake_tqdm.instances) == 2
+
+
+def test_progress_without_tqdm_degrades_to_epoch_lines(no_tqdm, capsys):
+    assert not tqdm_available()
+    fit_with_progress(True)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and err.startswith("Epoch 1/2: [") and "val_loss:" in err
+    fit_with_progress(False, [ProgressBar()])  # False removes even an explicit bar
+    assert capsys.readouterr().err == ""
