@@ -235,7 +235,8 @@ class Checkpoint(Callback):
     ``path`` may contain ``{epoch}`` (1-based, the number of epochs completed) to keep
     one file per save; otherwise each save replaces the last (written to a temporary
     file first, then renamed). The last epoch of a run is always saved, and so is an
-    epoch at which training stops."""
+    epoch at which training stops. A checkpoint is a pickle (the RNG states are Python
+    and NumPy objects): resume only from files you trust."""
     order = 100
 
     def __init__(self, path, every: int = 1) -> None:

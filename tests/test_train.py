@@ -484,3 +484,25 @@ def test_trainer_moves_the_swarm_to_its_device_and_refuses_missing_cuda(monkeypa
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match="CUDA is not available"):
         SwarmTrainer(make_swarm(2), device="cuda")
+
+
+def test_swarm_spawn_members_train():
+    torch.manual_seed(0)
+    swarm = Swarm.spawn(nyto.ParticleModule(MLP()), 3, init="clone")
+    trainer = SwarmTrainer(swarm, device="cpu", seed=0)
+    history = trainer.fit(toy_loader(), epochs=1, optimizer=sgd(), evolve_every=3, subset_size=3, progress=False)
+    # clones on the same batches stay equal: the same losses, and APSO between equals changes nothing
+    assert all(row == [row[0]] * 3 for row in history.batch_loss)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_trainer_on_cuda_moves_swarm_and_batches():
+    trainer = SwarmTrainer(make_swarm(3), device="cuda", seed=0)
+    assert all(p.is_cuda for m in trainer.swarm for p in m.parameters())
+    x, y = toy_data(32)
+    history = trainer.fit([(x, y)] * 4, val_data=(x, y), epochs=2, optimizer=sgd(), evolve_every=2,
+                          subset_size=2, metrics={"accuracy": accuracy}, progress=False)
+    assert len(history.evolutions) == 4
+    out = trainer.predict(x, use="ensemble")
+    assert out.device.type == "cpu" and out.shape == (32, 10)
