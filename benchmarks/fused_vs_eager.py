@@ -172,17 +172,19 @@ def _call_seconds(fn, device: str) -> float:
 
 
 def time_round_robin(fns: dict, device: str, rounds: int, warmup: int, budget: float) -> dict:
-    """Seconds per call of each function, one call of each per round. The number of
-    rounds is `rounds`, lowered (to no fewer than min(5, rounds)) so that the timed
-    rounds take about `budget` seconds."""
-    per_round = 0.0
-    for _ in range(max(1, warmup)):
+    """Seconds per call of each function, one call of each per round. Warm-up runs
+    `warmup` rounds (at least 2; fewer than `warmup` once they took `budget` seconds).
+    The number of timed rounds is `rounds`, lowered (to no fewer than min(5, rounds))
+    so that they take about `budget` seconds."""
+    per_round, spent, done = 0.0, 0.0, 0
+    while done < max(2, warmup) and (done < 2 or spent < budget):
         _sync(device)
         t0 = time.perf_counter()
         for fn in fns.values():
             fn()
         _sync(device)
         per_round = time.perf_counter() - t0
+        spent, done = spent + per_round, done + 1
     n = max(min(5, rounds), min(rounds, int(budget / max(per_round, 1e-9))))
     times: dict = {name: [] for name in fns}
     for _ in range(n):
@@ -296,20 +298,22 @@ def views(flat: torch.Tensor, shapes) -> list[torch.Tensor]:
     return [v.view(s) for v, s in zip(flat.split(sizes), shapes)]
 
 
-def cat(tensors) -> torch.Tensor:
-    return torch.cat([t.detach().reshape(-1) for t in tensors])
+def flat_views(tensors) -> list[torch.Tensor]:
+    """Tensors as 1-D views, in order: one result, compared with its reference
+    segment by segment (no concatenated copy)."""
+    return [t.detach().reshape(-1) for t in tensors]
 
 
-def params_of(module) -> torch.Tensor:
-    return cat(module.parameters())
+def params_of(module) -> list[torch.Tensor]:
+    return flat_views(module.parameters())
 
 
-def values_of(x) -> torch.Tensor:
-    """A result as one 1-D tensor: a tensor, a list of tensors, or a module's parameters."""
+def values_of(x) -> list[torch.Tensor]:
+    """A result as 1-D segments: a tensor, a list of tensors, or a module's parameters."""
     if isinstance(x, torch.Tensor):
-        return x
+        return [x.detach().reshape(-1)]
     if isinstance(x, (list, tuple)):
-        return cat(x)
+        return flat_views(x)
     return params_of(x)
 
 
@@ -391,7 +395,7 @@ def kernel_case(workload: str, shape: str, shapes, device: str, dtype, args) -> 
                     w.copy_(v)
 
     flat_result = lambda: [fW]  # noqa: E731
-    list_result = lambda: [cat(W)]  # noqa: E731
+    list_result = lambda: [flat_views(W)]  # noqa: E731
     got = lambda key: lambda: [values_of(out[key])]  # noqa: E731
 
     def store(key, fn):
@@ -438,7 +442,7 @@ def kernel_case(workload: str, shape: str, shapes, device: str, dtype, args) -> 
         if per_param:
             case.add(Impl("eager per-parameter", "eager", store("e", lambda: eager(W, V)), got("e")))
             case.add(Impl("torch._foreach_mul + _foreach_add_", "foreach", store("f", foreach), got("f")))
-            case.add(Impl("nytorch_ext multi_axpby_(outs)", "ext-ops", lambda: ops.multi_axpby_(outs, a, W, b, V), lambda: [cat(outs)]))
+            case.add(Impl("nytorch_ext multi_axpby_(outs)", "ext-ops", lambda: ops.multi_axpby_(outs, a, W, b, V), lambda: [flat_views(outs)]))
         case.add(Impl("torch.lerp(out=) (flat, floor)", "floor", lambda: torch.lerp(fW, fV, b, out=fo2), lambda: [fo2]))
         case.add(Impl("torch a*x + b*y (flat)", "torch-flat", store("t", lambda: a * fW + b * fV), got("t")))
         case.add(Impl("nytorch_ext axpby (flat)", "ext-ops", store("n", lambda: ops.axpby(a, fW, b, fV)), got("n")))
@@ -581,9 +585,9 @@ def particle_case(workload: str, shape: str, device: str, dtype, args) -> Case:
         def eager():
             for x, y in zip(C, B):
                 x.lerp_(y, ALPHA)
-        case.add(Impl("eager per-parameter (tensors)", "eager", eager, lambda: [cat(C)], reset_tensors))
+        case.add(Impl("eager per-parameter (tensors)", "eager", eager, lambda: [flat_views(C)], reset_tensors))
         case.add(Impl("torch._foreach_lerp_ (tensors)", "foreach", lambda: torch._foreach_lerp_(C, B, ALPHA),
-                      lambda: [cat(C)], reset_tensors))
+                      lambda: [flat_views(C)], reset_tensors))
         gc_, gb = f0.clone(), f1.clone()
         case.add(Impl("torch lerp_ (flat, floor)", "floor", lambda: gc_.lerp_(gb, ALPHA), lambda: [gc_], lambda: gc_.copy_(f0)))
     elif workload == "p.momentum":  # w2 + beta*(w1 - w0) -> module()
@@ -749,27 +753,43 @@ def apso_case(shape: str, device: str, dtype, args) -> Case:
 CHUNK = 1 << 22
 
 
-def max_error(pieces: Sequence[torch.Tensor], reference: Sequence[Lin]) -> float:
-    """Largest |result - reference| over all pieces, relative to max(1, max |reference|),
-    computed in float64 chunk by chunk. NaN when anything is NaN or shapes disagree."""
-    if len(pieces) != len(reference):
+def max_error(results: Sequence, reference: Sequence[Lin]) -> float:
+    """Largest |result - reference| over all results, relative to max(1, max |reference|),
+    computed in float64 chunk by chunk. A result is a tensor or a list of tensors (its
+    segments, in order). NaN when anything is NaN or the sizes disagree."""
+    if len(results) != len(reference):
         return float("nan")
     worst, scale = 0.0, 1.0
-    with torch.no_grad():
-        for got, lin in zip(pieces, reference):
-            got = got.detach().reshape(-1)
-            size = lin.tensors[0].numel()
-            if got.numel() != size:
-                return float("nan")
-            for lo in range(0, size, CHUNK):
-                hi = min(size, lo + CHUNK)
-                ref = sum(c * t.reshape(-1)[lo:hi].double() for c, t in zip(lin.coeffs, lin.tensors))
-                diff = (got[lo:hi].double() - ref).abs().max().item()
+    for result, lin in zip(results, reference):
+        segments = values_of(result)
+        size = lin.tensors[0].numel()
+        if sum(s.numel() for s in segments) != size:
+            return float("nan")
+        if lin.coeffs == (1.0,) and _unchanged(segments, lin.tensors[0].reshape(-1)):
+            scale = max(scale, lin.tensors[0].abs().max().item() if size else 0.0)
+            continue  # left alone, as it should be (APSO members outside the subset)
+        offset = 0
+        for seg in segments:
+            for lo in range(0, seg.numel(), CHUNK):
+                hi = min(seg.numel(), lo + CHUNK)
+                ref = torch.zeros(hi - lo, dtype=torch.float64, device=seg.device)
+                for c, t in zip(lin.coeffs, lin.tensors):
+                    ref.add_(t.reshape(-1)[offset + lo:offset + hi].double(), alpha=c)
+                diff = seg[lo:hi].double().sub_(ref).abs_().max().item()
                 if diff != diff:
                     return float("nan")
                 worst = max(worst, diff)
-                scale = max(scale, ref.abs().max().item())
+                scale = max(scale, ref.abs_().max().item())
+            offset += seg.numel()
     return worst / scale
+
+
+def _unchanged(segments, flat: torch.Tensor) -> bool:
+    offsets = [0]
+    for seg in segments:
+        offsets.append(offsets[-1] + seg.numel())
+    return all(seg.dtype == flat.dtype and torch.equal(seg, flat[lo:hi])
+               for seg, lo, hi in zip(segments, offsets, offsets[1:]))
 
 
 def label(case: Case) -> str:
@@ -1022,9 +1042,10 @@ def run(args, argv) -> int:
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(f"peer: {ny}; {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in load) if load else 'unknown'} "
           "at the start (other work on a shared machine slows the multi-threaded rows)")
-    print(f"{command}\nround-robin timing, median of up to {settings['rounds']} rounds (at least "
-          f"{min(5, settings['rounds'])}, about {settings['budget']:g} s per case) after {settings['warmup']} warm-up; "
-          f"every timed row matched a float64 reference first")
+    print(f"{command}\nround-robin timing after {max(2, settings['warmup'])} warm-up rounds (or {settings['budget']:g} s); "
+          f"n: timed rounds, up to {settings['rounds']} (at least {min(5, settings['rounds'])}, about "
+          f"{settings['budget']:g} s per case); GB/s: the bytes that must move over the median time; %copy: of a "
+          f"same-size copy's best round; every timed row matched a float64 reference before timing")
     plot_note = None
     if args.plot:
         if importlib.util.find_spec("matplotlib") is None:

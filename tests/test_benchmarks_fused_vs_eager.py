@@ -192,3 +192,51 @@ def test_compile_rows_agree_and_are_timed(tmp_path):
     assert len(compiled) == 2
     for r in compiled:  # timed, or torch.compile cannot run on this machine and says why
         assert r["skipped"] is None or r["skipped"].startswith("failed to run here")
+
+
+def test_plot_draws_gbps_against_size_per_implementation(monkeypatch, tmp_path):
+    """With a stand-in for matplotlib (it is optional, and may not be installed):
+    one panel per (device, kernel workload) of the sweep, one line per
+    implementation, plus the measured copy bandwidth."""
+    import types
+
+    calls = {"lines": [], "saved": None}
+
+    class Axes:
+        def plot(self, xs, ys, *style, label=None, **kw):
+            calls["lines"].append((label, list(xs), list(ys)))
+
+        def __getattr__(self, name):
+            return lambda *a, **k: None
+
+    class Figure:
+        def tight_layout(self):
+            pass
+
+        def savefig(self, path, **kw):
+            calls["saved"] = path
+
+    class Grid(list):
+        def __getitem__(self, key):
+            return list(self) if key == (slice(None), 0) else super().__getitem__(key)
+
+    pyplot = types.ModuleType("matplotlib.pyplot")
+    pyplot.subplots = lambda rows, cols, **kw: (Figure(), Grid(Axes() for _ in range(rows)))
+    pyplot.close = lambda fig: None
+    matplotlib = types.ModuleType("matplotlib")
+    matplotlib.use = lambda backend: None
+    matplotlib.pyplot = pyplot
+    monkeypatch.setitem(sys.modules, "matplotlib", matplotlib)
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", pyplot)
+    monkeypatch.setattr(bench, "_COPY_BW", {(1000, torch.float32, "cpu"): 4e9, (10000, torch.float32, "cpu"): 8e9})
+
+    def row(impl, n, gbps, workload="blend_", shape=None):
+        return bench.Row(workload, shape or bench.size_name(n), impl, "floor", "cpu", "float32", n, 12 * n,
+                         gbps=gbps, median_ms=1.0)
+    rows = [row("torch lerp_", 1000, 1.0), row("torch lerp_", 10000, 2.0), row("ext blend_", 1000, 1.5),
+            row("ext blend_", 10000, 2.5), row("eager", 1000, 0.5, shape="mlp20x8"),
+            bench.Row("blend_", "flat 1e5", "all implementations", "*", "cpu", "float32", skipped="no memory")]
+    message = bench.plot(rows, str(tmp_path / "p.png"))
+    assert message == f"plot written to {tmp_path / 'p.png'}" and calls["saved"] == str(tmp_path / "p.png")
+    assert calls["lines"] == [("torch lerp_", [1000, 10000], [1.0, 2.0]), ("ext blend_", [1000, 10000], [1.5, 2.5]),
+                              ("copy (read n + write n)", [1000, 10000], [4.0, 8.0])]
