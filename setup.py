@@ -76,8 +76,11 @@ class BuildExtension(cpp_extension.BuildExtension):
             # -ffp-contract=off: -mfma would otherwise fuse a*x + b*y differently in
             # the vector body and the scalar tail; unfused, every element, every
             # capability and the CUDA build (-fmad=false) round identically.
-            # -Wno-maybe-uninitialized: GCC 12 false positives inside c10::SmallVector.
+            # -Wno-maybe-uninitialized: GCC 12 false positives inside c10::SmallVector;
+            # -Wno-uninitialized: GCC 12's _mm512_undefined_ps() (self-initialized on
+            # purpose) under Vectorized<float>::sqrt (GCC PR 105593).
             cxx = ext.extra_compile_args["cxx"] + flags + ["-ffp-contract=off", "-Wno-maybe-uninitialized",
+                "-Wno-uninitialized",
                 f"-DCPU_CAPABILITY={capability}", f"-DCPU_CAPABILITY_{capability}",
             ]
             objects += self.compiler.compile(

@@ -1,6 +1,7 @@
 #include "checks.h"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include <c10/util/Exception.h>
@@ -46,6 +47,10 @@ void check_same(const at::Tensor& t, const ArgName& name, const at::Tensor& ref,
               " is on ", ref.device());
   TORCH_CHECK_VALUE(t.sizes() == ref.sizes(), name, " has shape ", t.sizes(), " but ",
                     ref_name, " has shape ", ref.sizes());
+}
+
+void check_finite(double value, const ArgName& name) {
+  TORCH_CHECK_VALUE(std::isfinite(value), name, " must be finite, got ", value);
 }
 
 void check_contiguous(const at::Tensor& t, const ArgName& name) {

@@ -26,6 +26,9 @@ void check_floating(const at::Tensor& t, const ArgName& name);
 void check_same(const at::Tensor& t, const ArgName& name, const at::Tensor& ref,
                 const ArgName& ref_name);
 
+// A scalar argument that must be finite (not NaN, not +-Inf).
+void check_finite(double value, const ArgName& name);
+
 // Writable outputs and every input of the in-place/out/multi forms must be contiguous.
 void check_contiguous(const at::Tensor& t, const ArgName& name);
 

@@ -43,6 +43,18 @@ struct BlendOp {
   }
 };
 
+// out = blend(x, y) + s*z, z a standard normal in opmath (philox.h): the APSO
+// update with noise. Unfused: blend rounds to opmath, then s*z, then the sum.
+template <typename T>
+struct BlendNoiseOp {
+  BlendOp<T> blend;
+  T scale;
+  template <typename V>
+  NYT_HD V operator()(const V& x, const V& y, const V& z) const {
+    return blend(x, y) + V(scale) * z;
+  }
+};
+
 // out = sum_k c[k]*x[k] + bias, accumulated left to right in opmath.
 template <typename T>
 struct LincombOp {

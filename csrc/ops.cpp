@@ -60,13 +60,36 @@ void validate_multi_axpby(at::TensorList outs, at::TensorList xs, at::TensorList
 }
 
 void validate_multi_blend(at::TensorList targets, at::TensorList sources,
-                          c10::ArrayRef<double> alphas) {
+                          c10::ArrayRef<double> alphas, const char* alphas_name) {
   TORCH_CHECK_VALUE(!sources.empty() || targets.empty(), "sources must not be empty");
-  TORCH_CHECK_VALUE(alphas.size() == 1 || alphas.size() == targets.size(), "alphas has ",
-                    alphas.size(), " entries but targets has ", targets.size(),
-                    " (give one alpha, or one per target)");
+  TORCH_CHECK_VALUE(alphas.size() == 1 || alphas.size() == targets.size(), alphas_name,
+                    " has ", alphas.size(), " entries but targets has ", targets.size(),
+                    " (give one, or one per target)");
   const NamedList inputs[] = {{sources, "sources"}};
   check_multi({targets, "targets"}, inputs);
+}
+
+void validate_blend_noise(const at::Tensor& self, const at::Tensor& best, double weight,
+                          double noise_scale) {
+  check_finite(weight, "weight");
+  check_finite(noise_scale, "noise_scale");
+  check_floating(self, "self");
+  check_same(best, "best", self, "self");
+  check_contiguous(self, "self");
+  check_contiguous(best, "best");
+  check_out_alias(self, best, "best");
+}
+
+void validate_multi_blend_noise(at::TensorList targets, at::TensorList sources,
+                                c10::ArrayRef<double> weights, double noise_scale,
+                                c10::ArrayRef<int64_t> streams) {
+  TORCH_CHECK_VALUE(streams.size() == targets.size(), "streams has ", streams.size(),
+                    " entries but targets has ", targets.size(), " (give one per target)");
+  for (int64_t k = 0; k < static_cast<int64_t>(weights.size()); ++k) {
+    check_finite(weights[k], ArgName("weights", k));
+  }
+  check_finite(noise_scale, "noise_scale");
+  validate_multi_blend(targets, sources, weights, "weights");
 }
 
 // ------------------------------------------------------------ CPU registrations
@@ -101,6 +124,19 @@ void multi_blend_cpu(at::TensorList targets, at::TensorList sources,
                      c10::ArrayRef<double> alphas) {
   validate_multi_blend(targets, sources, alphas);
   cpu::multi_blend(targets, sources, alphas);
+}
+
+void blend_noise_cpu(const at::Tensor& self, const at::Tensor& best, double weight,
+                     double noise_scale, int64_t seed, int64_t stream) {
+  validate_blend_noise(self, best, weight, noise_scale);
+  cpu::multi_blend_noise(self, best, weight, noise_scale, seed, stream);
+}
+
+void multi_blend_noise_cpu(at::TensorList targets, at::TensorList sources,
+                           c10::ArrayRef<double> weights, double noise_scale, int64_t seed,
+                           c10::ArrayRef<int64_t> streams) {
+  validate_multi_blend_noise(targets, sources, weights, noise_scale, streams);
+  cpu::multi_blend_noise(targets, sources, weights, noise_scale, seed, streams);
 }
 
 // ----------------------------------------- functional forms, for every device
@@ -190,6 +226,12 @@ TORCH_LIBRARY(nytorch_ext, m) {
   m.def("lincomb_out(float[] coeffs, Tensor[] tensors, float bias, *, Tensor(a!) out) -> ()");
   m.def("multi_axpby_(Tensor(a!)[] outs, float a, Tensor[] xs, float b, Tensor[] ys) -> ()");
   m.def("multi_blend_(Tensor(a!)[] targets, Tensor[] sources, float[] alphas) -> ()");
+  // Blend plus Gaussian noise drawn in the pass (philox.h); seed and streams are
+  // uint64 bit patterns carried as int64.
+  m.def("blend_noise_(Tensor(a!) self, Tensor best, float weight, float noise_scale, int seed, "
+        "int stream) -> ()");
+  m.def("multi_blend_noise_(Tensor(a!)[] targets, Tensor[] sources, float[] weights, "
+        "float noise_scale, int seed, int[] streams) -> ()");
   m.def("_views(Tensor(a) flat, int[] offsets, int[] shapes, int[] ndims) -> Tensor(a)[]");
 }
 
@@ -207,26 +249,33 @@ void mutating_op_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet key
                           torch::jit::Stack* stack) {
   const auto& args = op.schema().arguments();
   const size_t first = stack->size() - args.size();
-  c10::SmallVector<at::Tensor, 8> written;  // no heap allocation for the common case
+  struct Written {
+    at::Tensor tensor;
+    size_t arg;     // schema argument
+    int64_t index;  // position in a tensor list, -1 for a single tensor
+  };
+  c10::SmallVector<Written, 8> written;  // no heap allocation for the common case
   for (size_t i = 0; i < args.size(); ++i) {
     const auto* alias = args[i].alias_info();
     if (alias == nullptr || !alias->isWrite()) continue;
     const c10::IValue& value = (*stack)[first + i];
     if (value.isTensor()) {
-      written.push_back(value.toTensor());
+      written.push_back({value.toTensor(), i, -1});
     } else if (value.isTensorList()) {
-      for (const at::Tensor& t : value.toTensorList()) written.push_back(t);
+      int64_t k = 0;
+      for (const at::Tensor& t : value.toTensorList()) written.push_back({t, i, k++});
     }
   }
   if (c10::GradMode::is_enabled()) {
-    for (const auto& t : written) {
-      TORCH_CHECK(!t.requires_grad(), op.schema().name(),
-                  " writes a tensor that requires grad; these in-place ops are not "
-                  "differentiable: call them under torch.no_grad()");
+    for (const auto& w : written) {
+      TORCH_CHECK(!w.tensor.requires_grad(), op.schema().name(), " writes ",
+                  ArgName(args[w.arg].name().c_str(), w.index),
+                  ", which requires grad; these in-place ops are not differentiable: "
+                  "call them under torch.no_grad()");
     }
   }
   op.redispatchBoxed(keys & c10::after_ADInplaceOrView_keyset, stack);
-  for (const auto& t : written) torch::autograd::impl::bump_version(t);
+  for (const auto& w : written) torch::autograd::impl::bump_version(w.tensor);
 }
 
 TORCH_LIBRARY_IMPL(nytorch_ext, CompositeImplicitAutograd, m) {
@@ -234,7 +283,8 @@ TORCH_LIBRARY_IMPL(nytorch_ext, CompositeImplicitAutograd, m) {
 }
 
 TORCH_LIBRARY_IMPL(nytorch_ext, Autograd, m) {
-  for (const char* name : {"axpby_out", "blend_out", "lincomb_out", "multi_axpby_", "multi_blend_"}) {
+  for (const char* name : {"axpby_out", "blend_out", "lincomb_out", "multi_axpby_", "multi_blend_",
+                           "blend_noise_", "multi_blend_noise_"}) {
     m.impl(name, torch::CppFunction::makeFromBoxedFunction<&mutating_op_autograd>());
   }
 }
@@ -245,6 +295,8 @@ TORCH_LIBRARY_IMPL(nytorch_ext, CPU, m) {
   m.impl("lincomb_out", &lincomb_out_cpu);
   m.impl("multi_axpby_", &multi_axpby_cpu);
   m.impl("multi_blend_", &multi_blend_cpu);
+  m.impl("blend_noise_", &blend_noise_cpu);
+  m.impl("multi_blend_noise_", &multi_blend_noise_cpu);
 }
 
 #ifdef NYTORCH_EXT_WITH_CUDA

@@ -9,6 +9,7 @@ pointers: the fake implementations (FakeTensor, meta) run every other rule.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -31,6 +32,19 @@ def same(t, name: str, ref: torch.Tensor, ref_name: str) -> None:
         raise RuntimeError(f"{name} is on {t.device} but {ref_name} is on {ref.device}")
     if t.shape != ref.shape:
         raise ValueError(f"{name} has shape {tuple(t.shape)} but {ref_name} has shape {tuple(ref.shape)}")
+
+
+def finite(value: float, name: str) -> None:
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+
+
+def writable(t: torch.Tensor, name: str, op: str) -> None:
+    """The compiled ops' autograd rule (csrc/ops.cpp): no writing a tensor that
+    requires grad while grad mode is on."""
+    if torch.is_grad_enabled() and t.requires_grad:
+        raise RuntimeError(f"nytorch_ext::{op} writes {name}, which requires grad; these in-place ops are not "
+                           "differentiable: call them under torch.no_grad()")
 
 
 def contiguous(t: torch.Tensor, name: str) -> None:
@@ -158,11 +172,33 @@ def multi_axpby(outs, xs, ys, one_group: bool = True, aliasing: bool = True) -> 
     multi(outs, "outs", [(xs, "xs"), (ys, "ys")], one_group, aliasing)
 
 
-def multi_blend(targets, sources, alphas, one_group: bool = True, aliasing: bool = True) -> None:
+def multi_blend(targets, sources, alphas, one_group: bool = True, aliasing: bool = True,
+                alphas_name: str = "alphas") -> None:
     if len(sources) == 0 and len(targets) > 0:
         raise ValueError("sources must not be empty")
     if not (len(alphas) == 1 or len(alphas) == len(targets)):
         raise ValueError(
-            f"alphas has {len(alphas)} entries but targets has {len(targets)} (give one alpha, or one per target)"
+            f"{alphas_name} has {len(alphas)} entries but targets has {len(targets)} (give one, or one per target)"
         )
     multi(targets, "targets", [(sources, "sources")], one_group, aliasing)
+
+
+def blend_noise(self, best, weight: float, noise_scale: float, aliasing: bool = True) -> None:
+    finite(weight, "weight")
+    finite(noise_scale, "noise_scale")
+    floating(self, "self")
+    same(best, "best", self, "self")
+    contiguous(self, "self")
+    contiguous(best, "best")
+    if aliasing:
+        out_alias(self, best, "best")
+
+
+def multi_blend_noise(targets, sources, weights, noise_scale: float, streams, one_group: bool = True,
+                      aliasing: bool = True) -> None:
+    if len(streams) != len(targets):
+        raise ValueError(f"streams has {len(streams)} entries but targets has {len(targets)} (give one per target)")
+    for k, w in enumerate(weights):
+        finite(w, f"weights[{k}]")
+    finite(noise_scale, "noise_scale")
+    multi_blend(targets, sources, weights, one_group, aliasing, alphas_name="weights")

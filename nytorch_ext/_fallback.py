@@ -3,6 +3,9 @@
 Used when nytorch_ext._C is missing, and for CUDA tensors when the extension was
 built without CUDA kernels. Same argument rules (see _checks.py) and the same math
 in the same precision: half types are computed in float32 and rounded once.
+
+The noise forms draw the same normals as the kernels (_philox.philox_normal), but
+unlike the kernels they materialize them: one opmath buffer per target.
 """
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from typing import Sequence
 
 import torch
 
-from . import _checks
+from . import _checks, _philox
 
 
 def _opmath(t: torch.Tensor) -> torch.Tensor:
@@ -48,6 +51,32 @@ def multi_blend_(targets, sources, alphas: Sequence[float]) -> None:
         src = sources[0 if len(sources) == 1 else i]
         alpha = alphas[0 if len(alphas) == 1 else i]
         t.copy_(torch.lerp(_opmath(t), _opmath(src), alpha))
+
+
+def _blend_noise_into(t, src, weight: float, noise_scale: float, seed: int, stream: int) -> None:
+    blended = torch.lerp(_opmath(t), _opmath(src), weight)
+    if noise_scale == 0.0:  # exactly the blend, as the kernels (a -0.0 stays -0.0)
+        t.copy_(blended)
+        return
+    z = _philox.philox_normal(t.numel(), seed, stream, blended.dtype, t.device).view(t.shape)
+    t.copy_(blended + noise_scale * z)
+
+
+def blend_noise_(self, best, weight: float, noise_scale: float, seed: int, stream: int) -> None:
+    _checks.blend_noise(self, best, weight, noise_scale)
+    _checks.writable(self, "self", "blend_noise_")
+    _blend_noise_into(self, best, weight, noise_scale, seed, stream)
+
+
+def multi_blend_noise_(targets, sources, weights: Sequence[float], noise_scale: float, seed: int,
+                       streams: Sequence[int]) -> None:
+    _checks.multi_blend_noise(targets, sources, weights, noise_scale, streams)
+    for i, t in enumerate(targets):
+        _checks.writable(t, f"targets[{i}]", "multi_blend_noise_")
+    for i, t in enumerate(targets):
+        src = sources[0 if len(sources) == 1 else i]
+        weight = weights[0 if len(weights) == 1 else i]
+        _blend_noise_into(t, src, weight, noise_scale, seed, streams[i])
 
 
 def axpby(a: float, x, b: float, y) -> torch.Tensor:

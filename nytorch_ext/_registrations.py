@@ -76,6 +76,16 @@ def _multi_blend_fake(targets, sources, alphas):
     _checks.multi_blend(targets, sources, alphas, aliasing=False)
 
 
+@torch.library.register_fake(_NS + "blend_noise_")
+def _blend_noise_fake(self, best, weight, noise_scale, seed, stream):
+    _checks.blend_noise(self, best, weight, noise_scale, aliasing=False)
+
+
+@torch.library.register_fake(_NS + "multi_blend_noise_")
+def _multi_blend_noise_fake(targets, sources, weights, noise_scale, seed, streams):
+    _checks.multi_blend_noise(targets, sources, weights, noise_scale, streams, aliasing=False)
+
+
 # --------------------------------------------------------------------- autograd
 # The allocating forms are linear in their tensors: d(a*x + b*y) = a*dx + b*dy.
 
@@ -128,5 +138,6 @@ def _warn_once(fn):
 
 
 if not BUILD_INFO.get("cuda"):
-    for _name in ("axpby_out", "blend_out", "lincomb_out", "multi_axpby_", "multi_blend_"):
+    for _name in ("axpby_out", "blend_out", "lincomb_out", "multi_axpby_", "multi_blend_",
+                  "blend_noise_", "multi_blend_noise_"):
         torch.library.impl(_NS + _name, "CUDA")(_warn_once(getattr(_fallback, _name)))

@@ -8,7 +8,17 @@ output once, in one pass over memory.
 ``axpby_ / blend_ / lincomb_``         the same, written into the first tensor
 ``multi_axpby_(outs, a, xs, b, ys)``   ``outs[i] = a*xs[i] + b*ys[i]``
 ``multi_blend_(targets, src, alphas)`` ``targets[i] = blend(targets[i], src, alpha_i)``
+``blend_noise_(x, best, w, s, *,``     ``x = blend(x, best, w) + s*z``, z standard
+``seed, stream=0)``                    normal drawn in the pass (full APSO)
+``multi_blend_noise_(targets, src,``   ``targets[i] = blend(targets[i], src, w_i)``
+``weights, s, *, seed, streams)``      ``+ s*z_i``, z_i from ``(seed, streams[i])``
+``philox_normal(numel, seed, stream)`` the noise those two add, as a tensor
 =====================================  =========================================
+
+The noise ``z`` is Philox4x32-10 + Box-Muller, a function of ``(seed, stream,
+element index)`` only (see ``nytorch_ext._philox``): reproducible whatever the
+thread count or device, never stored in a buffer by the compiled kernels. Seeds
+and streams are 64-bit (Python ints in ``[-2**63, 2**64)``, taken as uint64 bits).
 
 Rules shared by every op:
 
@@ -35,12 +45,14 @@ from typing import Sequence
 
 import torch
 
-from . import _checks, _fallback
+from . import _checks, _fallback, _philox
 from ._extension import _C, BUILD_INFO, LOAD_ERROR
+from ._philox import philox_normal
 
 __all__ = [
     "axpby", "axpby_", "blend", "blend_", "lincomb", "lincomb_",
-    "multi_axpby_", "multi_blend_", "is_compiled", "backend_info",
+    "multi_axpby_", "multi_blend_", "blend_noise_", "multi_blend_noise_", "philox_normal",
+    "is_compiled", "backend_info",
 ]
 
 Tensor = torch.Tensor
@@ -79,11 +91,13 @@ if _C is not None:
     _blend, _blend_out = _lib.blend.default, _lib.blend_out.default
     _lincomb, _lincomb_out = _lib.lincomb.default, _lib.lincomb_out.default
     _multi_axpby, _multi_blend = _lib.multi_axpby_.default, _lib.multi_blend_.default
+    _blend_noise, _multi_blend_noise = _lib.blend_noise_.default, _lib.multi_blend_noise_.default
 else:
     _axpby, _axpby_out = _fallback.axpby, _fallback.axpby_out
     _blend, _blend_out = _fallback.blend, _fallback.blend_out
     _lincomb, _lincomb_out = _fallback.lincomb, _fallback.lincomb_out
     _multi_axpby, _multi_blend = _fallback.multi_axpby_, _fallback.multi_blend_
+    _blend_noise, _multi_blend_noise = _fallback.blend_noise_, _fallback.multi_blend_noise_
 
 
 # ------------------------------------------------------------ argument helpers
@@ -104,12 +118,13 @@ def _tensor(value, name: str) -> Tensor:
     return value
 
 
-def _scalars(values, name: str) -> list[float]:
+def _scalars(values, name: str, each=_scalar, what: str = "numbers") -> list:
+    """A sequence (or tensor, ndarray) of ``what``, each converted by ``each``."""
     if hasattr(values, "tolist") and not isinstance(values, (str, bytes)):  # tensor, ndarray
         values = values.tolist()
     if not isinstance(values, Sequence) or isinstance(values, (str, bytes)):
-        raise TypeError(f"{name} must be a sequence of numbers, got {type(values).__name__}")
-    return [_scalar(v, f"{name}[{i}]") for i, v in enumerate(values)]
+        raise TypeError(f"{name} must be a sequence of {what}, got {type(values).__name__}")
+    return [each(v, f"{name}[{i}]") for i, v in enumerate(values)]
 
 
 def _tensor_list(values, name: str) -> list[Tensor]:
@@ -120,6 +135,15 @@ def _tensor_list(values, name: str) -> list[Tensor]:
         i = next(i for i, t in enumerate(values) if not isinstance(t, Tensor))
         raise TypeError(f"{name}[{i}] must be a tensor, got {type(values[i]).__name__}")
     return values
+
+
+def _int64_bits(value, name: str) -> int:
+    """A 64-bit seed or stream: an int in [-2**63, 2**64), returned as the int64
+    with the same bits (what the ops take)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    bits = _philox.uint64_bits(int(value), name)
+    return bits - (1 << 64) if bits >= 1 << 63 else bits
 
 
 def _groups(tensors: list[Tensor]) -> list[list[int]] | None:
@@ -197,6 +221,25 @@ def lincomb_(coeffs: Sequence[float], tensors: Sequence[Tensor], bias=0.0) -> Te
 
 # --------------------------------------------------------------- multi-tensor ops
 
+def _grouped(outs: list[Tensor], lists: list[list], op, check) -> None:
+    """``op(*lists)`` as one fused call when ``outs`` is one (device, dtype)
+    group; otherwise ``check(one_group=False, aliasing=...)`` validates the whole
+    call first (so a rejection writes nothing), then ``op`` runs once per group,
+    each list picked at the group's indices."""
+    groups = _groups(outs) if torch.compiler.is_compiling() else None  # group at trace time
+    if groups is None:
+        try:  # the common case, one (device, dtype) group, costs no Python per tensor
+            op(*lists)
+            return
+        except (RuntimeError, TypeError):  # rejected before any write
+            groups = _groups(outs)
+            if groups is None:
+                raise
+    check(one_group=False, aliasing=not torch.compiler.is_compiling())
+    for idx in groups:
+        op(*[_pick(values, idx) for values in lists])
+
+
 def multi_axpby_(outs: Sequence[Tensor], a, xs: Sequence[Tensor], b, ys: Sequence[Tensor]) -> list[Tensor]:
     """``outs[i] <- a*xs[i] + b*ys[i]`` for every i; ``outs[i]`` may be ``xs[i]`` or
     ``ys[i]``. One fused launch per (device, dtype) group. Returns ``outs``."""
@@ -205,20 +248,28 @@ def multi_axpby_(outs: Sequence[Tensor], a, xs: Sequence[Tensor], b, ys: Sequenc
     if not outs:
         _checks.multi_axpby(outs, xs, ys)  # lengths must still agree
         return outs
-    groups = _groups(outs) if torch.compiler.is_compiling() else None  # group at trace time
-    if groups is None:
-        try:  # the common case, one (device, dtype) group, costs no Python per tensor
-            _multi_axpby(outs, a, xs, b, ys)
-            return outs
-        except (RuntimeError, TypeError):  # rejected before any write
-            groups = _groups(outs)
-            if groups is None:
-                raise
-    # Several groups: validate the whole call first, so a rejection writes nothing.
-    _checks.multi_axpby(outs, xs, ys, one_group=False, aliasing=not torch.compiler.is_compiling())
-    for idx in groups:
-        _multi_axpby(_pick(outs, idx), a, _pick(xs, idx), b, _pick(ys, idx))
+    _grouped(outs, [outs, xs, ys], lambda o, x, y: _multi_axpby(o, a, x, b, y),
+             lambda **kw: _checks.multi_axpby(outs, xs, ys, **kw))
     return outs
+
+
+def _blend_sources(targets: list[Tensor], source) -> tuple[list[Tensor], bool]:
+    """The source list of a multi-blend call, and whether it is one shared tensor."""
+    shared = isinstance(source, Tensor)
+    sources = [source] if shared else _tensor_list(source, "source")
+    if shared and len(targets) == 1:
+        # The ops cannot tell a shared source from a per-target one for a single
+        # target; a shared source may not be written by the call it feeds.
+        if _checks.overlaps(targets[0], source):
+            raise RuntimeError("sources[0] overlaps targets[0]: a shared input may not be written by the same call")
+    return sources, shared
+
+
+def _one_or_many(values, name: str) -> list[float]:
+    """One number, or a sequence (or 1-D tensor) of them, as a list of floats."""
+    if (isinstance(values, Sequence) or hasattr(values, "tolist")) and getattr(values, "ndim", 1) != 0:
+        return _scalars(values, name)
+    return [_scalar(values, name)]
 
 
 def multi_blend_(targets: Sequence[Tensor], source, alphas) -> list[Tensor]:
@@ -228,33 +279,56 @@ def multi_blend_(targets: Sequence[Tensor], source, alphas) -> list[Tensor]:
     list with one tensor per target; ``alphas`` is one number or one per target.
     One fused launch per (device, dtype) group. Returns ``targets``."""
     targets = _tensor_list(targets, "targets")
-    shared = isinstance(source, Tensor)
-    sources = [source] if shared else _tensor_list(source, "source")
-    if shared and len(targets) == 1:
-        # The ops cannot tell a shared source from a per-target one for a single
-        # target; a shared source may not be written by the call it feeds.
-        if _checks.overlaps(targets[0], source):
-            raise RuntimeError("sources[0] overlaps targets[0]: a shared input may not be written by the same call")
-    if (isinstance(alphas, Sequence) or hasattr(alphas, "tolist")) and getattr(alphas, "ndim", 1) != 0:
-        alphas = _scalars(alphas, "alphas")
-    else:
-        alphas = [_scalar(alphas, "alphas")]
+    sources, shared = _blend_sources(targets, source)
+    alphas = _one_or_many(alphas, "alphas")
     if not targets:  # an empty subset is a no-op, with a shared source or not
         if not shared:
             _checks.multi_blend(targets, sources, alphas)
         return targets
-    groups = _groups(targets) if torch.compiler.is_compiling() else None
-    if groups is None:
-        try:
-            _multi_blend(targets, sources, alphas)
-            return targets
-        except (RuntimeError, TypeError):
-            groups = _groups(targets)
-            if groups is None:
-                raise
-    _checks.multi_blend(targets, sources, alphas, one_group=False, aliasing=not torch.compiler.is_compiling())
-    for idx in groups:
-        _multi_blend(_pick(targets, idx), _pick(sources, idx), _pick(alphas, idx))
+    _grouped(targets, [targets, sources, alphas], _multi_blend,
+             lambda **kw: _checks.multi_blend(targets, sources, alphas, **kw))
+    return targets
+
+
+# ------------------------------------------------------------ blend with noise
+
+def blend_noise_(x: Tensor, best: Tensor, weight, noise_scale, *, seed, stream=0) -> Tensor:
+    """The full-APSO step in one pass: ``x <- (1-weight)*x + weight*best + noise_scale*z``.
+
+    ``z`` is standard normal noise drawn inside the kernel from ``(seed, stream)``
+    and each element's index (``philox_normal(x.numel(), seed, stream, x.dtype)``
+    is exactly that noise, before scaling). The blend is :func:`blend_`'s
+    two-sided lerp; ``noise_scale == 0`` gives exactly ``blend_``. ``weight`` and
+    ``noise_scale`` must be finite; ``best`` may be ``x`` itself or disjoint from
+    it. Returns ``x``."""
+    weight, noise_scale = _scalar(weight, "weight"), _scalar(noise_scale, "noise_scale")
+    seed, stream = _int64_bits(seed, "seed"), _int64_bits(stream, "stream")
+    _tensor(best, "best")
+    _blend_noise(_inplace_target(x, "x"), best, weight, noise_scale, seed, stream)
+    return x
+
+
+def multi_blend_noise_(targets: Sequence[Tensor], source, weights, noise_scale, *, seed,
+                       streams) -> list[Tensor]:
+    """:func:`multi_blend_` plus noise: ``targets[i] <- blend(targets[i], src_i,
+    w_i) + noise_scale*z_i``, with ``z_i`` drawn in the pass from ``(seed,
+    streams[i])`` exactly as :func:`blend_noise_` draws it for one tensor.
+
+    ``source`` and ``weights`` as in :func:`multi_blend_`; ``streams`` holds one
+    64-bit int per target (give every target of a run its own stream, e.g. the
+    particle's and parameter's indices combined). One fused launch per (device,
+    dtype) group. Returns ``targets``."""
+    targets = _tensor_list(targets, "targets")
+    sources, shared = _blend_sources(targets, source)
+    weights = _one_or_many(weights, "weights")
+    noise_scale = _scalar(noise_scale, "noise_scale")
+    seed, streams = _int64_bits(seed, "seed"), _scalars(streams, "streams", _int64_bits, "ints")
+    if not targets:
+        _checks.multi_blend_noise(targets, [] if shared else sources, weights, noise_scale, streams)
+        return targets
+    _grouped(targets, [targets, sources, weights, streams],
+             lambda t, src, w, st: _multi_blend_noise(t, src, w, noise_scale, seed, st),
+             lambda **kw: _checks.multi_blend_noise(targets, sources, weights, noise_scale, streams, **kw))
     return targets
 
 

@@ -65,6 +65,8 @@ FALLBACK_IMPLS = {
     "_lincomb_out": "lincomb_out",
     "_multi_axpby": "multi_axpby_",
     "_multi_blend": "multi_blend_",
+    "_blend_noise": "blend_noise_",
+    "_multi_blend_noise": "multi_blend_noise_",
 }
 
 

@@ -89,6 +89,19 @@ void multi_blend(at::TensorList targets, at::TensorList sources,
                       static_cast<int64_t>(targets.size()));
 }
 
+void multi_blend_noise(at::TensorList targets, at::TensorList sources,
+                       c10::ArrayRef<double> weights, double noise_scale, int64_t seed,
+                       c10::ArrayRef<int64_t> streams) {
+  if (targets.empty()) return;
+  ListView t(targets), s(sources);
+  table().multi_blend_noise(dtype_of(targets[0]), t.ptrs.data(), s.ptrs.data(),
+                            static_cast<int64_t>(sources.size()), weights.data(),
+                            static_cast<int64_t>(weights.size()), t.sizes.data(),
+                            static_cast<int64_t>(targets.size()), noise_scale,
+                            static_cast<uint64_t>(seed),
+                            reinterpret_cast<const uint64_t*>(streams.data()));
+}
+
 const char* simd_name() { return table().name; }
 
 }  // namespace cpu

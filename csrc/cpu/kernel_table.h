@@ -29,6 +29,12 @@ struct KernelTable {
   void (*multi_blend)(DType, void* const* targets, const void* const* sources,
                       int64_t num_sources, const double* alphas, int64_t num_alphas,
                       const int64_t* sizes, int64_t num_tensors);
+  // targets[t] = lerp(targets[t], sources[t or 0], weights[t or 0])
+  //              + noise_scale * (standard normals of (seed, streams[t]), philox.h)
+  void (*multi_blend_noise)(DType, void* const* targets, const void* const* sources,
+                            int64_t num_sources, const double* weights, int64_t num_weights,
+                            const int64_t* sizes, int64_t num_tensors, double noise_scale,
+                            uint64_t seed, const uint64_t* streams);
 };
 
 #define NYT_TABLE_FN_(cap) kernel_table_##cap

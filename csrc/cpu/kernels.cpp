@@ -6,6 +6,7 @@
 // matching -m flags (see kernel_table.h); defines kernel_table_<cap>().
 #include <algorithm>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 #include <ATen/OpMathType.h>
@@ -17,6 +18,7 @@
 #include <c10/util/SmallVector.h>
 
 #include "../functors.h"
+#include "../philox.h"
 #include "kernel_table.h"
 
 #ifndef CPU_CAPABILITY
@@ -68,25 +70,42 @@ inline auto map(const F& f, const V&... v) {
   }
 }
 
-// out[i] = op(x[i], y[i]) for i in [0, n)
-template <typename scalar_t, typename Op>
-void binary_range(scalar_t* out, const scalar_t* x, const scalar_t* y, int64_t n,
-                  const Op& op) {
+// One vector's worth of opmath values from `p`: of scalar_t, or already opmath
+// (noise), which for half types takes two float vectors.
+template <typename scalar_t, typename U>
+inline auto load_as(const U* p) {
+  if constexpr (std::is_same_v<U, scalar_t>) {
+    return load_opmath(p);
+  } else {
+    static_assert(kReduced<scalar_t> && std::is_same_v<U, float>, "opmath input");
+    return std::make_tuple(Vectorized<float>::loadu(p),
+                           Vectorized<float>::loadu(p + Vectorized<float>::size()));
+  }
+}
+
+// out[i] = op(in[i]...) for i in [0, n); each input of scalar_t or opmath.
+template <typename scalar_t, typename Op, typename... In>
+void elementwise_range(scalar_t* out, int64_t n, const Op& op, const In*... in) {
   using opmath_t = at::opmath_type<scalar_t>;
   constexpr int64_t kStep = Vectorized<scalar_t>::size();
   int64_t i = 0;
   // Two vectors per iteration, as ATen's vectorized loops do: more loads in
   // flight per core on a memory-bound loop.
   for (; i + 2 * kStep <= n; i += 2 * kStep) {
-    auto r0 = map(op, load_opmath(x + i), load_opmath(y + i));
-    auto r1 = map(op, load_opmath(x + i + kStep), load_opmath(y + i + kStep));
+    auto r0 = map(op, load_as<scalar_t>(in + i)...);
+    auto r1 = map(op, load_as<scalar_t>(in + i + kStep)...);
     store_opmath(out + i, r0);
     store_opmath(out + i + kStep, r1);
   }
-  for (; i + kStep <= n; i += kStep) store_opmath(out + i, map(op, load_opmath(x + i), load_opmath(y + i)));
-  for (; i < n; ++i) {
-    out[i] = static_cast<scalar_t>(op(static_cast<opmath_t>(x[i]), static_cast<opmath_t>(y[i])));
-  }
+  for (; i + kStep <= n; i += kStep) store_opmath(out + i, map(op, load_as<scalar_t>(in + i)...));
+  for (; i < n; ++i) out[i] = static_cast<scalar_t>(op(static_cast<opmath_t>(in[i])...));
+}
+
+// out[i] = op(x[i], y[i]) for i in [0, n)
+template <typename scalar_t, typename Op>
+void binary_range(scalar_t* out, const scalar_t* x, const scalar_t* y, int64_t n,
+                  const Op& op) {
+  elementwise_range(out, n, op, x, y);
 }
 
 // out[i] = sum_k c[k]*in[k][i] + bias for i in [begin, end)
@@ -115,10 +134,11 @@ void lincomb_range(scalar_t* out, const scalar_t* const* in, const at::opmath_ty
 // Runs fn(tensor_index, begin, end) over the concatenation of all tensors, so a
 // list of many small tensors is one parallel region, not one per tensor.
 template <typename Fn>
-void parallel_over_list(const int64_t* sizes, int64_t count, const Fn& fn) {
+void parallel_over_list(const int64_t* sizes, int64_t count, const Fn& fn,
+                        int64_t grain = kGrain) {
   c10::SmallVector<int64_t, 128> starts(count + 1, 0);
   for (int64_t t = 0; t < count; ++t) starts[t + 1] = starts[t] + sizes[t];
-  at::parallel_for(0, starts[count], kGrain, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, starts[count], grain, [&](int64_t begin, int64_t end) {
     // The last tensor starting at or before `begin` (this skips empty tensors).
     int64_t t = std::upper_bound(starts.begin(), starts.end(), begin) - starts.begin() - 1;
     while (begin < end) {
@@ -207,6 +227,102 @@ void multi_blend(DType dtype, void* const* targets, const void* const* sources,
   });
 }
 
+// ------------------------------------------------------------- blend + noise
+
+// Philox blocks per batch: the normals of kNoiseBatch elements go to a stack
+// buffer, then the element loop above applies them.
+constexpr int kNoiseBlocks = 32;
+constexpr int64_t kNoiseBatch = philox::kLanes * kNoiseBlocks;
+
+// philox::box_muller's math on a whole vector (at::vec: Sleef on AVX2/AVX512).
+template <typename T>
+struct VecMath {
+  using scalar = T;
+  using V = Vectorized<T>;
+  static V log(const V& x) { return x.log(); }
+  static V sqrt(const V& x) { return x.sqrt(); }
+  static V sin(const V& x) { return x.sin(); }
+  static V cos(const V& x) { return x.cos(); }
+};
+
+// z[k] = the normal of element philox::kLanes * first_block + k of (seed, stream),
+// for k < kNoiseBatch. Every step is lane-wise, so the value of an element does
+// not depend on where a batch starts.
+template <typename T>
+void philox_normals(T* z, uint64_t seed, uint64_t stream, int64_t first_block) {
+  constexpr int N = kNoiseBlocks;
+  uint32_t c0[N], c1[N], c2[N], c3[N];
+  for (int j = 0; j < N; ++j) {
+    const philox::Counter c = philox::counter(static_cast<uint64_t>(first_block + j), stream);
+    c0[j] = c.c0, c1[j] = c.c1, c2[j] = c.c2, c3[j] = c.c3;
+  }
+  philox::philox4x32_10<N>(c0, c1, c2, c3, philox::key0(seed), philox::key1(seed));
+  // Box-Muller pair p < N: lanes (0, 1) of block p; pair N + p: lanes (2, 3).
+  alignas(64) T a[2 * N], b[2 * N];
+  for (int j = 0; j < N; ++j) {
+    a[j] = philox::to_unit<T>(c0[j]), b[j] = philox::to_unit<T>(c1[j]);
+    a[N + j] = philox::to_unit<T>(c2[j]), b[N + j] = philox::to_unit<T>(c3[j]);
+  }
+  using V = Vectorized<T>;
+  static_assert((2 * N) % V::size() == 0, "whole vectors of pairs");
+  for (int p = 0; p < 2 * N; p += V::size()) {
+    V z0, z1;
+    philox::box_muller<VecMath<T>>(V::loadu(a + p), V::loadu(b + p), z0, z1);
+    z0.store(a + p);
+    z1.store(b + p);
+  }
+  for (int j = 0; j < N; ++j) {
+    z[4 * j] = a[j], z[4 * j + 1] = b[j], z[4 * j + 2] = a[N + j], z[4 * j + 3] = b[N + j];
+  }
+}
+
+// target[i] = op(target[i], source[i], z[i]) for the elements of Philox blocks
+// [first_block, end_block) of a tensor of n elements.
+template <typename scalar_t>
+void blend_noise_range(scalar_t* target, const scalar_t* source, int64_t n,
+                       int64_t first_block, int64_t end_block,
+                       const BlendNoiseOp<at::opmath_type<scalar_t>>& op, uint64_t seed,
+                       uint64_t stream) {
+  alignas(64) at::opmath_type<scalar_t> z[kNoiseBatch];
+  static_assert(kNoiseBatch % (2 * Vectorized<scalar_t>::size()) == 0, "whole vectors");
+  for (int64_t block = first_block; block < end_block; block += kNoiseBlocks) {
+    const int64_t begin = block * philox::kLanes;
+    const int64_t end = std::min(std::min(block + kNoiseBlocks, end_block) * philox::kLanes, n);
+    philox_normals(z, seed, stream, block);
+    elementwise_range(target + begin, end - begin, op, target + begin, source + begin,
+                      static_cast<const at::opmath_type<scalar_t>*>(z));
+  }
+}
+
+void multi_blend_noise(DType dtype, void* const* targets, const void* const* sources,
+                       int64_t num_sources, const double* weights, int64_t num_weights,
+                       const int64_t* sizes, int64_t num_tensors, double noise_scale,
+                       uint64_t seed, const uint64_t* streams) {
+  if (noise_scale == 0.0) {  // exactly the blend (a -0.0 stays -0.0); no normals to draw
+    return multi_blend(dtype, targets, sources, num_sources, weights, num_weights, sizes,
+                       num_tensors);
+  }
+  // Threads split whole Philox blocks, so no block is shared by two of them.
+  c10::SmallVector<int64_t, 128> blocks(num_tensors);
+  for (int64_t t = 0; t < num_tensors; ++t) {
+    blocks[t] = (sizes[t] + philox::kLanes - 1) / philox::kLanes;
+  }
+  dispatch(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    using O = at::opmath_type<T>;
+    parallel_over_list(
+        blocks.data(), num_tensors,
+        [&](int64_t t, int64_t begin, int64_t end) {
+          const BlendNoiseOp<O> op{BlendOp<O>{opmath<T>(weights[num_weights == 1 ? 0 : t])},
+                                   opmath<T>(noise_scale)};
+          blend_noise_range(static_cast<T*>(targets[t]),
+                            static_cast<const T*>(sources[num_sources == 1 ? 0 : t]), sizes[t],
+                            begin, end, op, seed, streams[t]);
+        },
+        kGrain / philox::kLanes);
+  });
+}
+
 #define NYT_STR_(x) #x
 #define NYT_STR(x) NYT_STR_(x)
 
@@ -215,7 +331,7 @@ void multi_blend(DType dtype, void* const* targets, const void* const* sources,
 
 const KernelTable& NYT_TABLE_FN(CPU_CAPABILITY)() {
   static const KernelTable table{NYT_STR(CPU_CAPABILITY), &axpby, &blend, &lincomb,
-                                 &multi_axpby, &multi_blend};
+                                 &multi_axpby, &multi_blend, &multi_blend_noise};
   return table;
 }
 

@@ -18,6 +18,11 @@ void multi_axpby(at::TensorList outs, double a, at::TensorList xs, double b,
 // sources and alphas hold one entry shared by all targets, or one per target.
 void multi_blend(at::TensorList targets, at::TensorList sources,
                  c10::ArrayRef<double> alphas);
+// multi_blend plus noise_scale * standard normals drawn in the pass (philox.h):
+// key `seed`, stream streams[t] for targets[t] (the int64 values as uint64 bits).
+void multi_blend_noise(at::TensorList targets, at::TensorList sources,
+                       c10::ArrayRef<double> weights, double noise_scale, int64_t seed,
+                       c10::ArrayRef<int64_t> streams);
 
 // Name of the SIMD instruction set the kernels were compiled for, e.g. "avx2".
 const char* simd_name();

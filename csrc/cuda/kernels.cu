@@ -5,7 +5,8 @@
 // raw pointers, 64-bit sizes, double scalars and a cudaStream_t.
 //
 // Sections: dtype helpers; element loops; single-tensor kernels and launchers;
-// lincomb; multi-tensor tables, kernels and launchers; dispatch on DType.
+// lincomb; multi-tensor tables, kernels and launchers (blend with noise last);
+// dispatch on DType.
 //
 // All math goes through the functors in functors.h, applied to one opmath
 // scalar at a time, so CPU and CUDA share one formula. The element loops and
@@ -21,6 +22,7 @@
 #include <limits>
 
 #include "../functors.h"
+#include "../philox.h"
 #include "launchers.h"
 
 namespace nytorch_ext {
@@ -430,6 +432,7 @@ struct BlockMap {
 
 template <typename T>
 struct AxpbyTable {
+  static constexpr int kMaxTensors = kMultiMaxTensors;
   T* out[kMultiMaxTensors];
   const T* x[kMultiMaxTensors];
   const T* y[kMultiMaxTensors];
@@ -440,6 +443,7 @@ struct AxpbyTable {
 
 template <typename T>
 struct BlendTable {
+  static constexpr int kMaxTensors = kMultiMaxTensors;
   T* target[kMultiMaxTensors];
   const T* source[kMultiMaxTensors];
   int64_t size[kMultiMaxTensors];
@@ -447,14 +451,14 @@ struct BlendTable {
   BlockMap blocks;
 };
 
-static_assert(sizeof(AxpbyTable<float>) < kMaxParamBytes, "AxpbyTable<float> too large");
-static_assert(sizeof(AxpbyTable<double>) < kMaxParamBytes, "AxpbyTable<double> too large");
-static_assert(sizeof(AxpbyTable<__half>) < kMaxParamBytes, "AxpbyTable<__half> too large");
-static_assert(sizeof(AxpbyTable<__nv_bfloat16>) < kMaxParamBytes, "AxpbyTable<bf16> too large");
-static_assert(sizeof(BlendTable<float>) < kMaxParamBytes, "BlendTable<float> too large");
-static_assert(sizeof(BlendTable<double>) < kMaxParamBytes, "BlendTable<double> too large");
-static_assert(sizeof(BlendTable<__half>) < kMaxParamBytes, "BlendTable<__half> too large");
-static_assert(sizeof(BlendTable<__nv_bfloat16>) < kMaxParamBytes, "BlendTable<bf16> too large");
+// Whether a kernel-argument table fits the parameter limit for every dtype.
+template <template <typename> class Table>
+constexpr bool fits_params() {
+  return sizeof(Table<float>) < kMaxParamBytes && sizeof(Table<double>) < kMaxParamBytes &&
+         sizeof(Table<__half>) < kMaxParamBytes && sizeof(Table<__nv_bfloat16>) < kMaxParamBytes;
+}
+static_assert(fits_params<AxpbyTable>(), "AxpbyTable too large");
+static_assert(fits_params<BlendTable>(), "BlendTable too large");
 
 // The chunk that block `block` of a launch processes: its table slot, its first
 // element and its length (kChunkSize, or less for a tensor's last chunk).
@@ -529,7 +533,7 @@ const char* check_sizes(const int64_t* sizes, int64_t num_tensors) {
 }
 
 // Covers every chunk of every non-empty tensor with one block, in as few
-// launches as the table allows. fill(table, slot, t) stores tensor t's pointers
+// launches as the table (Table::kMaxTensors slots) allows. fill(table, slot, t) stores tensor t's pointers
 // and scalars in `slot`; launch(table, num_blocks) launches one kernel.
 template <typename Table, typename Fill, typename Launch>
 const char* multi_tensor_apply(Table& table, const int64_t* sizes, int64_t num_tensors,
@@ -539,7 +543,7 @@ const char* multi_tensor_apply(Table& table, const int64_t* sizes, int64_t num_t
   for (int64_t t = 0; t < num_tensors; ++t) {
     const int64_t size = sizes[t];
     if (size == 0) continue;
-    // Invariant: slots < kMultiMaxTensors here (a full table is flushed below
+    // Invariant: slots < Table::kMaxTensors here (a full table is flushed below
     // as soon as its last tensor is fully mapped).
     fill(table, slots, t);
     table.size[slots] = size;
@@ -550,7 +554,7 @@ const char* multi_tensor_apply(Table& table, const int64_t* sizes, int64_t num_t
       table.blocks.chunk[blocks] = static_cast<int32_t>(chunk);
       ++blocks;
       const bool last_chunk = chunk == num_chunks - 1;
-      if (blocks == kMultiMaxBlocks || (slots == kMultiMaxTensors && last_chunk)) {
+      if (blocks == kMultiMaxBlocks || (slots == Table::kMaxTensors && last_chunk)) {
         // The launch copies the table, so it can be refilled right away.
         if (const char* err = launch(table, blocks)) return err;
         blocks = 0;
@@ -587,20 +591,26 @@ const char* multi_axpby_impl(void* const* outs, const void* const* xs, const voi
   return multi_tensor_apply(table, sizes, num_tensors, fill, launch);
 }
 
+// The list arguments of the blend forms: one source and one weight, or one per target.
+const char* check_blend_lists(int64_t num_sources, int64_t num_weights, const int64_t* sizes,
+                              int64_t num_tensors) {
+  if (num_tensors < 0) return "nytorch_ext: negative tensor count";
+  if (num_sources != 1 && num_sources != num_tensors) {
+    return "nytorch_ext: multi_blend needs one source or one per target";
+  }
+  if (num_weights != 1 && num_weights != num_tensors) {
+    return "nytorch_ext: multi_blend needs one alpha or one per target";
+  }
+  return check_sizes(sizes, num_tensors);
+}
+
 template <typename T>
 const char* multi_blend_impl(void* const* targets, const void* const* sources,
                              int64_t num_sources, const double* alphas, int64_t num_alphas,
                              const int64_t* sizes, int64_t num_tensors, cudaStream_t stream) {
   using O = opmath_t<T>;
-  if (num_tensors < 0) return "nytorch_ext: negative tensor count";
   if (num_tensors == 0) return nullptr;
-  if (num_sources != 1 && num_sources != num_tensors) {
-    return "nytorch_ext: multi_blend needs one source or one per target";
-  }
-  if (num_alphas != 1 && num_alphas != num_tensors) {
-    return "nytorch_ext: multi_blend needs one alpha or one per target";
-  }
-  if (const char* err = check_sizes(sizes, num_tensors)) return err;
+  if (const char* err = check_blend_lists(num_sources, num_alphas, sizes, num_tensors)) return err;
   BlendTable<T> table{};
   const auto fill = [&](BlendTable<T>& tab, int slot, int64_t t) {
     tab.target[slot] = static_cast<T*>(targets[t]);
@@ -609,6 +619,132 @@ const char* multi_blend_impl(void* const* targets, const void* const* sources,
   };
   const auto launch = [&](const BlendTable<T>& tab, int num_blocks) {
     multi_blend_kernel<T><<<num_blocks, kMultiThreads, 0, stream>>>(tab);
+    return launch_result();
+  };
+  return multi_tensor_apply(table, sizes, num_tensors, fill, launch);
+}
+
+// ---------------------------------------------------------------------------
+// Blend with noise: targets[t] = blend(targets[t], src_t, w_t) + s * z, z the
+// standard normals of (seed, streams[t]) by element index (philox.h).
+//
+// The multi-tensor machinery above with a table of its own (fewer slots: the
+// per-tensor stream and weight must fit the 4 KB too). Each thread takes one
+// Philox block of 4 consecutive elements at a time, block-stride through its
+// chunk: one Philox call gives that block's 4 normals. Chunks start on
+// multiples of kChunkSize, so no Philox block is split between CUDA blocks.
+// ---------------------------------------------------------------------------
+
+constexpr int kNoiseMaxTensors = 40;
+static_assert(kChunkSize % philox::kLanes == 0, "chunks start on a Philox block");
+static_assert(kNoiseMaxTensors <= 256, "block map slots are uint8_t");
+
+template <typename T>
+struct BlendNoiseTable {
+  static constexpr int kMaxTensors = kNoiseMaxTensors;
+  T* target[kNoiseMaxTensors];
+  const T* source[kNoiseMaxTensors];
+  int64_t size[kNoiseMaxTensors];
+  uint64_t stream[kNoiseMaxTensors];
+  opmath_t<T> weight[kNoiseMaxTensors];
+  BlockMap blocks;
+  uint64_t seed;
+  opmath_t<T> noise_scale;
+};
+
+static_assert(fits_params<BlendNoiseTable>(), "BlendNoiseTable too large");
+
+// The 4 elements of one Philox block, moved by one aligned load or store.
+template <typename T>
+struct alignas(philox::kLanes * sizeof(T)) Block4 {
+  T v[philox::kLanes];
+};
+
+// target[i] = op(target[i], source[i], z[i]) for i < n, where element i is
+// element 4 * first_block + i of its tensor. kVectorized requires target and
+// source aligned to a whole Block4.
+template <bool kVectorized, typename T>
+NYT_HD void blend_noise_loop(T* target, const T* source, int64_t n, int64_t first_block,
+                             const BlendNoiseOp<opmath_t<T>>& op, uint64_t seed,
+                             uint64_t stream, int64_t first, int64_t stride) {
+  using O = opmath_t<T>;
+  constexpr int kLanes = philox::kLanes;
+  const int64_t num_blocks = (n + kLanes - 1) / kLanes;  // ceil_div is host-only
+  for (int64_t b = first; b < num_blocks; b += stride) {
+    O z[kLanes];
+    philox::normals<O>(seed, stream, static_cast<uint64_t>(first_block + b), z);
+    const int64_t i = b * kLanes;
+    if (kVectorized && i + kLanes <= n) {
+      const Block4<T> x = reinterpret_cast<const Block4<T>*>(target)[b];
+      const Block4<T> y = reinterpret_cast<const Block4<T>*>(source)[b];
+      Block4<T> r;
+      NYT_UNROLL
+      for (int e = 0; e < kLanes; ++e) {
+        r.v[e] = from_opmath<T>(op(to_opmath(x.v[e]), to_opmath(y.v[e]), z[e]));
+      }
+      reinterpret_cast<Block4<T>*>(target)[b] = r;
+    } else {
+      NYT_UNROLL
+      for (int e = 0; e < kLanes; ++e) {
+        if (i + e < n) {
+          target[i + e] = from_opmath<T>(op(to_opmath(target[i + e]), to_opmath(source[i + e]), z[e]));
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+NYT_HD void multi_blend_noise_block(const BlendNoiseTable<T>& table, int block, int64_t thread,
+                                    int64_t threads) {
+  const Chunk c = chunk_of(table, block);
+  T* target = table.target[c.slot] + c.begin;
+  const T* source = table.source[c.slot] + c.begin;
+  const BlendNoiseOp<opmath_t<T>> op{BlendOp<opmath_t<T>>{table.weight[c.slot]},
+                                     table.noise_scale};
+  const int64_t first_block = c.begin / philox::kLanes;
+  const uint64_t stream = table.stream[c.slot];
+  constexpr size_t kAlign = sizeof(Block4<T>);
+  if (reinterpret_cast<std::uintptr_t>(target) % kAlign == 0 &&
+      reinterpret_cast<std::uintptr_t>(source) % kAlign == 0) {
+    blend_noise_loop<true>(target, source, c.size, first_block, op, table.seed, stream, thread,
+                           threads);
+  } else {
+    blend_noise_loop<false>(target, source, c.size, first_block, op, table.seed, stream, thread,
+                            threads);
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kMultiThreads)
+    multi_blend_noise_kernel(const __grid_constant__ BlendNoiseTable<T> table) {
+  multi_blend_noise_block(table, static_cast<int>(blockIdx.x), threadIdx.x, blockDim.x);
+}
+
+template <typename T>
+const char* multi_blend_noise_impl(void* const* targets, const void* const* sources,
+                                   int64_t num_sources, const double* weights,
+                                   int64_t num_weights, const int64_t* sizes,
+                                   int64_t num_tensors, double noise_scale, uint64_t seed,
+                                   const uint64_t* streams, cudaStream_t stream) {
+  using O = opmath_t<T>;
+  if (noise_scale == 0.0) {  // exactly the blend (a -0.0 stays -0.0); no normals to draw
+    return multi_blend_impl<T>(targets, sources, num_sources, weights, num_weights, sizes,
+                               num_tensors, stream);
+  }
+  if (num_tensors == 0) return nullptr;
+  if (const char* err = check_blend_lists(num_sources, num_weights, sizes, num_tensors)) return err;
+  BlendNoiseTable<T> table{};
+  table.seed = seed;
+  table.noise_scale = static_cast<O>(noise_scale);
+  const auto fill = [&](BlendNoiseTable<T>& tab, int slot, int64_t t) {
+    tab.target[slot] = static_cast<T*>(targets[t]);
+    tab.source[slot] = static_cast<const T*>(sources[num_sources == 1 ? 0 : t]);
+    tab.weight[slot] = static_cast<O>(weights[num_weights == 1 ? 0 : t]);
+    tab.stream[slot] = streams[t];
+  };
+  const auto launch = [&](const BlendNoiseTable<T>& tab, int num_blocks) {
+    multi_blend_noise_kernel<T><<<num_blocks, kMultiThreads, 0, stream>>>(tab);
     return launch_result();
   };
   return multi_tensor_apply(table, sizes, num_tensors, fill, launch);
@@ -686,6 +822,18 @@ const char* multi_blend(DType dtype, void* const* targets, const void* const* so
     using T = typename decltype(tag)::type;
     return multi_blend_impl<T>(targets, sources, num_sources, alphas, num_alphas, sizes,
                                num_tensors, static_cast<cudaStream_t>(stream));
+  });
+}
+
+const char* multi_blend_noise(DType dtype, void* const* targets, const void* const* sources,
+                              int64_t num_sources, const double* weights, int64_t num_weights,
+                              const int64_t* sizes, int64_t num_tensors, double noise_scale,
+                              uint64_t seed, const uint64_t* streams, void* stream) {
+  return dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    return multi_blend_noise_impl<T>(targets, sources, num_sources, weights, num_weights, sizes,
+                                     num_tensors, noise_scale, seed, streams,
+                                     static_cast<cudaStream_t>(stream));
   });
 }
 

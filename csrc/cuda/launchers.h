@@ -40,6 +40,14 @@ const char* multi_blend(DType dtype, void* const* targets, const void* const* so
                         int64_t num_sources, const double* alphas, int64_t num_alphas,
                         const int64_t* sizes, int64_t num_tensors, void* stream);
 
+// multi_blend plus noise_scale * z: z the standard normals of (seed, streams[t])
+// for element i of targets[t] (philox.h), drawn in the kernel. `streams` is a
+// host array with one entry per target. noise_scale == 0 runs multi_blend.
+const char* multi_blend_noise(DType dtype, void* const* targets, const void* const* sources,
+                              int64_t num_sources, const double* weights, int64_t num_weights,
+                              const int64_t* sizes, int64_t num_tensors, double noise_scale,
+                              uint64_t seed, const uint64_t* streams, void* stream);
+
 // The CUDA runtime version the kernels were built against (e.g. 13000).
 int runtime_version();
 

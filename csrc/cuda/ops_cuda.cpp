@@ -92,27 +92,63 @@ void multi_axpby_cuda(at::TensorList outs, double a, at::TensorList xs, double b
                "multi_axpby_");
 }
 
+// Host tables of device pointers and sizes for the blend forms' launchers.
+struct BlendLists {
+  std::vector<void*> targets;
+  std::vector<const void*> sources;
+  std::vector<int64_t> sizes;
+  BlendLists(at::TensorList target_list, at::TensorList source_list)
+      : targets(target_list.size()), sources(source_list.size()), sizes(target_list.size()) {
+    for (size_t i = 0; i < target_list.size(); ++i) {
+      targets[i] = target_list[i].data_ptr();
+      sizes[i] = target_list[i].numel();
+    }
+    for (size_t i = 0; i < source_list.size(); ++i) sources[i] = source_list[i].const_data_ptr();
+  }
+};
+
 void multi_blend_cuda(at::TensorList targets, at::TensorList sources,
                       c10::ArrayRef<double> alphas) {
   validate_multi_blend(targets, sources, alphas);
   if (targets.empty()) return;
   c10::DeviceGuard guard(targets[0].device());
-  const size_t n = targets.size();
-  std::vector<void*> target_ptrs(n);
-  std::vector<const void*> source_ptrs(sources.size());
-  std::vector<int64_t> sizes(n);
-  for (size_t i = 0; i < n; ++i) {
-    target_ptrs[i] = targets[i].data_ptr();
-    sizes[i] = targets[i].numel();
-  }
-  for (size_t i = 0; i < sources.size(); ++i) source_ptrs[i] = sources[i].const_data_ptr();
-  check_launch(cuda_launch::multi_blend(launch_dtype(targets[0]), target_ptrs.data(),
-                                        source_ptrs.data(),
-                                        static_cast<int64_t>(source_ptrs.size()),
+  const BlendLists l(targets, sources);
+  check_launch(cuda_launch::multi_blend(launch_dtype(targets[0]), l.targets.data(),
+                                        l.sources.data(), static_cast<int64_t>(l.sources.size()),
                                         alphas.data(), static_cast<int64_t>(alphas.size()),
-                                        sizes.data(), static_cast<int64_t>(n),
+                                        l.sizes.data(), static_cast<int64_t>(l.targets.size()),
                                         current_stream(targets[0].device())),
                "multi_blend_");
+}
+
+// Both noise forms, validated: one launcher call (the single form is a list of one).
+void launch_blend_noise(at::TensorList targets, at::TensorList sources,
+                        c10::ArrayRef<double> weights, double noise_scale, int64_t seed,
+                        c10::ArrayRef<int64_t> streams, const char* op) {
+  if (targets.empty()) return;
+  c10::DeviceGuard guard(targets[0].device());
+  const BlendLists l(targets, sources);
+  check_launch(cuda_launch::multi_blend_noise(
+                   launch_dtype(targets[0]), l.targets.data(), l.sources.data(),
+                   static_cast<int64_t>(l.sources.size()), weights.data(),
+                   static_cast<int64_t>(weights.size()), l.sizes.data(),
+                   static_cast<int64_t>(l.targets.size()), noise_scale,
+                   static_cast<uint64_t>(seed), reinterpret_cast<const uint64_t*>(streams.data()),
+                   current_stream(targets[0].device())),
+               op);
+}
+
+void blend_noise_cuda(const at::Tensor& self, const at::Tensor& best, double weight,
+                      double noise_scale, int64_t seed, int64_t stream) {
+  validate_blend_noise(self, best, weight, noise_scale);
+  launch_blend_noise(self, best, weight, noise_scale, seed, stream, "blend_noise_");
+}
+
+void multi_blend_noise_cuda(at::TensorList targets, at::TensorList sources,
+                            c10::ArrayRef<double> weights, double noise_scale, int64_t seed,
+                            c10::ArrayRef<int64_t> streams) {
+  validate_multi_blend_noise(targets, sources, weights, noise_scale, streams);
+  launch_blend_noise(targets, sources, weights, noise_scale, seed, streams, "multi_blend_noise_");
 }
 
 }  // namespace
@@ -123,6 +159,8 @@ TORCH_LIBRARY_IMPL(nytorch_ext, CUDA, m) {
   m.impl("lincomb_out", &lincomb_out_cuda);
   m.impl("multi_axpby_", &multi_axpby_cuda);
   m.impl("multi_blend_", &multi_blend_cuda);
+  m.impl("blend_noise_", &blend_noise_cuda);
+  m.impl("multi_blend_noise_", &multi_blend_noise_cuda);
 }
 
 }  // namespace nytorch_ext
