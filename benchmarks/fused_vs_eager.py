@@ -23,7 +23,7 @@ Workloads (a = alpha = 0.3, beta = 0.9; W, V, U: parameter-shaped tensors):
   p.blend     (a*p0 + (1-a)*p1).module() on particles        floor: lerp_ on one flat buffer
   p.blend_    c <- (1-a) c + a b, in place on particles      floor: lerp_ on one flat buffer
   p.momentum  (w2 + beta*(w1 - w0)).module() on particles    (momentum as model arithmetic)
-  module()    materialize a particle from an evaluated product (no arithmetic)
+  p.module    product.module() alone: a particle from an evaluated product, no arithmetic
   apso        APSO subset update: from a pool of 12 particles, 6 distinct members are
               drawn (a fixed-seed generator, identical for every implementation, new
               subset each round), and the 5 that are not the subset's best (lowest
@@ -39,6 +39,12 @@ torch-flat (a torch expression over flat buffers), compile (torch.compile of the
 expression, with --compile; compilation happens in warm-up, outside the timing),
 nytorch (nytorch 1.1.0, when installed), ext-ops (nytorch_ext.ops), ext-particle
 (nytorch_ext's particle API and nytorch_ext.swarm).
+
+Row names: "nytorch 1.1.0: X" and "nytorch_ext: X" run the same user code X on each
+library (nytorch_ext is a drop-in replacement); "seed swarm_algorithm" is the seed
+chapter's APSO loop, a new particle per moved member from (a*best + (1-a)*m).module();
+"(tensors)" rows do the arithmetic on plain per-parameter tensors and build no module.
+%copy compares GB/s with a copy that writes as many elements, in its fastest round.
 """
 from __future__ import annotations
 
@@ -70,7 +76,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64,
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 4e-3, torch.bfloat16: 3e-2}
 
 KERNEL_WORKLOADS = ["blend_", "axpby_", "axpby", "momentum"]
-PARTICLE_WORKLOADS = ["p.blend", "p.blend_", "p.momentum", "module()", "apso"]
+PARTICLE_WORKLOADS = ["p.blend", "p.blend_", "p.momentum", "p.module", "apso"]
 WORKLOADS = KERNEL_WORKLOADS + PARTICLE_WORKLOADS
 FAMILIES = ["eager", "foreach", "floor", "torch-flat", "compile", "nytorch", "ext-ops", "ext-particle"]
 
@@ -613,7 +619,7 @@ def particle_case(workload: str, shape: str, device: str, dtype, args) -> Case:
         case.add(Impl("torch._foreach_sub + _foreach_add", "foreach",
                       store("f", lambda: torch._foreach_add(T2, torch._foreach_sub(T1, T0), alpha=BETA)), got("f")))
         case.add(Impl("torch w2 + beta*(w1 - w0) (flat)", "torch-flat", store("t", lambda: f2 + BETA * (f1 - f0)), got("t")))
-    elif workload == "module()":  # materialization of an evaluated product, no arithmetic
+    elif workload == "p.module":  # materialization of an evaluated product, no arithmetic
         case = Case(workload, shape, device, dtype, n, 0, 0, [Lin((0.5, 0.5), (f0, f1))])
 
         def ny():
@@ -903,7 +909,8 @@ def print_skipped(rows: list[Row]) -> None:
     groups: dict = {}
     for r in rows:
         if r.skipped:
-            groups.setdefault((r.device, r.impl, r.skipped), []).append(f"{r.workload} {r.shape}")
+            groups.setdefault((r.device, r.impl, r.skipped), []).append(
+                "all workloads" if r.workload == "*" else f"{r.workload} {r.shape}")
     if not groups:
         return
     print("\nSkipped:")
@@ -1042,7 +1049,8 @@ def run(args, argv) -> int:
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(f"peer: {ny}; {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in load) if load else 'unknown'} "
           "at the start (other work on a shared machine slows the multi-threaded rows)")
-    print(f"{command}\nround-robin timing after {max(2, settings['warmup'])} warm-up rounds (or {settings['budget']:g} s); "
+    print(f"{command}\nround-robin timing after {max(2, settings['warmup'])} warm-up rounds (at least 2 and about "
+          f"{settings['budget']:g} s at most); "
           f"n: timed rounds, up to {settings['rounds']} (at least {min(5, settings['rounds'])}, about "
           f"{settings['budget']:g} s per case); GB/s: the bytes that must move over the median time; %copy: of a "
           f"same-size copy's best round; every timed row matched a float64 reference before timing")

@@ -92,7 +92,7 @@ def test_tiny_run_times_or_skips_every_implementation(tiny_run):
         assert "floor" in impls(workload)
     for workload in ("p.blend", "p.blend_", "p.momentum", "apso"):
         assert {"nytorch", "eager", "foreach", "ext-particle"} <= impls(workload), workload
-    assert {"nytorch", "ext-particle"} <= impls("module()")
+    assert {"nytorch", "ext-particle"} <= impls("p.module")
     apso = {r["impl"]: r for r in rows if r["workload"] == "apso" and r["shape"] == "mlp20x8"}
     assert "nytorch_ext multi_blend_ (flat members)" in apso and "torch lerp_ per member (flat, floor)" in apso
     assert "nytorch_ext: swarm.apso_step(pool)" in apso  # timed, or skipped saying why
@@ -160,7 +160,7 @@ def test_missing_nytorch_is_a_skipped_row_with_the_reason(tmp_path):
     fake.mkdir()
     (fake / "__init__.py").write_text("raise ImportError('nytorch is hidden for this test')\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]))
-    proc = run_script("--tiny", "--device", "cpu", "--workloads", "p.blend,module(),apso", "--shapes", "mlp4x32",
+    proc = run_script("--tiny", "--device", "cpu", "--workloads", "p.blend,p.module,apso", "--shapes", "mlp4x32",
                       "--json", str(tmp_path / "out.json"), env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
