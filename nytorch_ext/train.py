@@ -46,7 +46,7 @@ from torch import Tensor
 from .callbacks import ProgressBar
 from .device import resolve_device
 from .history import Evaluation, History, best_of
-from .swarm import Swarm, _open_unit, _subset_size
+from .swarm import Swarm, _noise, _open_unit, _subset_size
 
 __all__ = ["SwarmTrainer", "accuracy", "rng_state", "set_rng_state", "CHECKPOINT_FORMAT"]
 
@@ -311,8 +311,7 @@ class SwarmTrainer:
         alpha = _open_unit(alpha, "alpha")
         if evolve_every:
             subset_size = _subset_size(subset_size, len(self.swarm))
-        if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not math.isfinite(noise) or noise < 0:
-            raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+        noise = _noise(noise)
         if not isinstance(replace, bool):
             raise TypeError(f"replace must be a bool, got {type(replace).__name__}")
         metrics = _metrics(metrics)
