@@ -142,24 +142,53 @@ def test_apso_step_leaves_buffers_and_frozen_parameters_alone():
         assert torch.equal(m.root_module.fc2.weight, f)
 
 
-@pytest.mark.skipif(not hasattr(ops, "multi_blend_noise_"), reason="TEMPORARY until the noise-kernel branch merges")
-def test_apso_noise_changes_only_the_subset_and_is_reproducible():
+def test_apso_noise_is_the_counter_based_normal_of_each_member(backend):
+    from nytorch_ext.swarm import _noise_seed
 
     def run():
-        pool = Swarm(make_pool(6))
+        pool = Swarm(make_pool(6, extra_double=True))
+        old = [b.clone() for b in pool.buffers()]
         r = pool.apso_step([5.0, 4.0, 3.0, 2.0, 1.0, 0.0], 0.5, 4, noise=0.1,
                            generator=torch.Generator().manual_seed(7))
-        return r, [flat_values(m) for m in pool]
+        return r, old, pool.buffers()
 
-    (r1, v1), (r2, v2) = run(), run()
-    assert r1 == r2 and all(torch.equal(a, b) for a, b in zip(v1, v2))
-    before = [flat_values(m) for m in make_pool(6)]
-    for i in range(6):
-        if i in r1.blended:
-            noise = v1[i] - torch.lerp(before[i], before[r1.best], r1.blended[i])
-            assert noise.abs().max() > 0 and noise.std() == pytest.approx(0.1, rel=0.5)
-        else:
-            assert torch.equal(v1[i], before[i])
+    (r1, old, new), (r2, _, new2) = run(), run()
+    assert r1 == r2 and all(torch.equal(a, b) for a, b in zip(new, new2))  # reproducible
+    g = torch.Generator().manual_seed(7)
+    assert choose_subset(6, 4, generator=g) == r1.indices
+    seed = _noise_seed(g)  # the next draw after the subset
+    for gi, (before, after) in enumerate(zip(old, new)):
+        for i in range(6):
+            if i not in r1.blended:
+                assert torch.equal(after[i], before[i])
+                continue
+            z = ops.philox_normal(before.shape[1], seed, stream=i * len(old) + gi, dtype=before.dtype)
+            expected = torch.lerp(before[i], before[r1.best], r1.blended[i]) + 0.1 * z
+            torch.testing.assert_close(after[i], expected, rtol=1e-5, atol=1e-6)
+        assert torch.equal(after[r1.best], before[r1.best])
+
+
+def test_apso_noise_statistics():
+    torch.manual_seed(0)
+    first = nyto.ParticleModule(Wide())
+    swarm = Swarm([first, first.clone(), first.clone()])  # identical members: the change is pure noise
+    before = swarm.buffers()[0].clone()
+    r = swarm.apso_step([0.0, 1.0, 2.0], 0.5, 3, noise=0.25, replace=False,
+                        generator=torch.Generator().manual_seed(1))
+    assert set(r.blended) == {1, 2}
+    for i in (1, 2):
+        z = (swarm.buffers()[0][i] - before[i]).double() / 0.25
+        n = z.numel()
+        assert abs(z.mean().item()) < 5 / n ** 0.5
+        assert abs(z.var().item() - 1) < 5 * (2 / n) ** 0.5
+    d = (swarm.buffers()[0][1] - swarm.buffers()[0][2]).double() / 0.25  # independent streams
+    assert abs(d.var().item() - 2) < 5 * 2 * (2 / d.numel()) ** 0.5
+
+
+class Wide(nyto.NytoModule):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1 << 16))
 
 
 # ------------------------------------------------------------------ bad input
