@@ -30,6 +30,7 @@ trainer's own generator. Members keep their Parameter objects, so optimizer stat
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import os
@@ -419,35 +420,28 @@ class SwarmTrainer:
     def _measure(self, data, metrics: dict, loss_fn, ensemble: bool) -> Evaluation:
         members = list(self.swarm)
         k = len(members)
-        modes = [m.training for m in members]
         loss_sum = [0.0] * k
         metric_sum = {name: [0.0] * k for name in metrics}
         ens_sum = {name: 0.0 for name in ["loss", *metrics]}
         samples = 0
-        try:
-            for m in members:
-                m.eval()
-            with torch.no_grad():
-                for batch in data:
-                    x, y = _split(batch)
-                    x, y = _to(x, self.device), _to(y, self.device)
-                    n = _count(x, y)
-                    outs = [_call(m, x) for m in members]
-                    values = [loss_fn(out, y) for out in outs]
-                    for i, v in enumerate(torch.stack([v.detach().float() for v in values]).tolist()):
-                        loss_sum[i] += v * n
+        with _inference(members):
+            for batch in data:
+                x, y = _split(batch)
+                x, y = _to(x, self.device), _to(y, self.device)
+                n = _count(x, y)
+                outs = [_call(m, x) for m in members]
+                values = [loss_fn(out, y) for out in outs]
+                for i, v in enumerate(torch.stack([v.detach().float() for v in values]).tolist()):
+                    loss_sum[i] += v * n
+                for name, fn in metrics.items():
+                    for i, out in enumerate(outs):
+                        metric_sum[name][i] += _float(fn(out, y)) * n
+                if ensemble:
+                    log_mean = _log_mean_softmax(outs)
+                    ens_sum["loss"] += _float(loss_fn(log_mean, y)) * n
                     for name, fn in metrics.items():
-                        for i, out in enumerate(outs):
-                            metric_sum[name][i] += _float(fn(out, y)) * n
-                    if ensemble:
-                        log_mean = _log_mean_softmax(outs)
-                        ens_sum["loss"] += _float(loss_fn(log_mean, y)) * n
-                        for name, fn in metrics.items():
-                            ens_sum[name] += _float(fn(log_mean, y)) * n
-                    samples += n
-        finally:
-            for m, mode in zip(members, modes):
-                m.train(mode)
+                        ens_sum[name] += _float(fn(log_mean, y)) * n
+                samples += n
         if samples == 0:
             raise ValueError("the evaluation data yielded no batches")
         losses = [s / samples for s in loss_sum]
@@ -457,8 +451,9 @@ class SwarmTrainer:
 
     def evaluate(self, loader, metrics=None, *, loss=None, ensemble: bool = False) -> Evaluation:
         """Every member's sample-averaged loss and ``metrics`` on ``loader`` (or one
-        ``(x, y)`` pair), in eval mode without gradients (members' train/eval modes are
-        restored afterwards). ``loss`` defaults to the last ``fit``'s loss (else
+        ``(x, y)`` pair), in eval mode without gradients (members' train/eval modes and
+        torch's global RNG are restored afterwards, so evaluating during training does
+        not change the training run). ``loss`` defaults to the last ``fit``'s loss (else
         ``F.cross_entropy``). ``ensemble=True`` also scores the ensemble: the mean of
         the members' softmax probabilities, whose log goes to ``loss`` and ``metrics``
         (right for classification losses on logits or log-probabilities). Returns an
@@ -482,7 +477,8 @@ class SwarmTrainer:
 
     def predict(self, loader, use="best") -> Tensor:
         """Outputs on ``loader``'s inputs (batches ``x`` or ``(x, ...)``), concatenated
-        along dim 0, on the CPU, in eval mode without gradients.
+        along dim 0, on the CPU, in eval mode without gradients (modes and torch's global
+        RNG restored afterwards, as in :meth:`evaluate`).
 
         ``use``: ``"best"`` (the latest epoch's best particle's outputs), a member index
         (that member's outputs), ``"all"`` (every member's, stacked: ``[K, N, ...]``), or
@@ -498,24 +494,17 @@ class SwarmTrainer:
         members = list(self.swarm)
         chosen = members if use in ("ensemble", "all") else \
             [members[self.best_index if use == "best" else int(use)]]
-        modes = [m.training for m in chosen]
         pieces = []
-        try:
-            for m in chosen:
-                m.eval()
-            with torch.no_grad():
-                for batch in data:
-                    x = _to(_inputs(batch), self.device)
-                    outs = [_call(m, x) for m in chosen]
-                    if use == "ensemble":
-                        pieces.append(_log_mean_softmax(outs).exp().cpu())
-                    elif use == "all":
-                        pieces.append(torch.stack(outs).cpu())
-                    else:
-                        pieces.append(outs[0].cpu())
-        finally:
-            for m, mode in zip(chosen, modes):
-                m.train(mode)
+        with _inference(chosen):
+            for batch in data:
+                x = _to(_inputs(batch), self.device)
+                outs = [_call(m, x) for m in chosen]
+                if use == "ensemble":
+                    pieces.append(_log_mean_softmax(outs).exp().cpu())
+                elif use == "all":
+                    pieces.append(torch.stack(outs).cpu())
+                else:
+                    pieces.append(outs[0].cpu())
         if not pieces:
             raise ValueError("loader yielded no batches")
         return torch.cat(pieces, dim=1 if use == "all" else 0)
@@ -594,6 +583,24 @@ class SwarmTrainer:
 
     def __repr__(self) -> str:
         return f"SwarmTrainer({self.swarm!r}, device={str(self.device)!r})"
+
+
+@contextlib.contextmanager
+def _inference(members: list):
+    """Eval mode and no gradients for ``members``; afterwards their train/eval modes and
+    torch's global CPU RNG are as before (iterating a DataLoader draws a seed from it,
+    so without this, evaluating during training would change the next epoch's shuffle)."""
+    modes = [m.training for m in members]
+    rng = torch.get_rng_state()
+    try:
+        for m in members:
+            m.eval()
+        with torch.no_grad():
+            yield
+    finally:
+        for m, mode in zip(members, modes):
+            m.train(mode)
+        torch.set_rng_state(rng)
 
 
 def _log_mean_softmax(outs: list) -> Tensor:

@@ -364,6 +364,28 @@ def test_evaluate_and_predict_restore_train_eval_modes():
     assert swarm[0].training and not swarm[1].training
 
 
+def test_evaluating_during_training_does_not_change_the_run():
+    """A DataLoader draws a seed from torch's RNG whenever it is iterated; evaluate and
+    predict put the RNG back, so monitoring does not change the next epoch's shuffle."""
+    x, y = toy_data(40)
+    monitor_loader = DataLoader(TensorDataset(x, y), batch_size=16)
+
+    class Monitor(Callback):
+        def on_batch_end(self, trainer, batch, losses):
+            trainer.evaluate(monitor_loader)
+            trainer.predict(monitor_loader, use=0)
+
+    runs = []
+    for callbacks in ([], [Monitor()]):
+        torch.manual_seed(0)
+        trainer = SwarmTrainer(make_swarm(3, dropout=0.2), device="cpu", seed=0)
+        trainer.fit(toy_loader(64, 16, shuffle=True), val_data=monitor_loader, epochs=3, optimizer=sgd(),
+                    evolve_every=2, subset_size=2, callbacks=callbacks, progress=False)
+        runs.append((trainer.history.batch_loss, [flat(m) for m in trainer.swarm]))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
+
+
 def test_predict_best_member_all_and_ensemble():
     x, y = toy_data(40)
     swarm = make_swarm(3)
