@@ -143,9 +143,9 @@ setup(
     ext_modules=[extension()],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     python_requires=">=3.10",
-    install_requires=["torch>=2.4"],
+    install_requires=["torch>=2.4", "tqdm>=4.60"],  # torch: never resolved here, install it first
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "numpy", "scikit-learn", "nytorch==1.1.0"],
-        "bench": ["matplotlib", "tqdm"],
+        "bench": ["matplotlib"],
     },
 )

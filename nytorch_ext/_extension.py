@@ -1,7 +1,8 @@
 """Loads the compiled kernels, `nytorch_ext._C`, once.
 
 Importing `_C` registers `torch.ops.nytorch_ext.*` with the dispatcher. When it
-cannot be loaded (not built, built for another torch, NYTORCH_EXT_DISABLE_C=1),
+cannot be loaded (not built, built for another torch, built from older sources,
+NYTORCH_EXT_DISABLE_C=1),
 nytorch_ext runs the same operations on plain PyTorch ops and says so once.
 """
 from __future__ import annotations
@@ -21,6 +22,22 @@ else:
         from . import _C  # type: ignore[attr-defined,no-redef]
     except ImportError as exc:  # pragma: no cover - depends on the install
         LOAD_ERROR = f"{type(exc).__name__}: {exc}"
+
+# Every op the Python side registers fakes and autograd for. An older build of _C
+# (sources updated, extension not rebuilt) lacks some: use the fallback, and say so.
+REQUIRED_OPS = ("axpby", "axpby_out", "blend", "blend_out", "lincomb", "lincomb_out",
+                "multi_axpby_", "multi_blend_", "blend_noise_", "multi_blend_noise_", "_views")
+
+
+def missing_ops(names=REQUIRED_OPS) -> list:
+    """The ops of ``names`` that the loaded extension does not define."""
+    return [n for n in names if not hasattr(torch.ops.nytorch_ext, n)]
+
+
+if _C is not None and missing_ops():
+    LOAD_ERROR = (f"stale build: nytorch_ext._C lacks {', '.join(missing_ops())}; "
+                  "it was built from older sources")
+    _C = None
 
 if _C is None:
     warnings.warn(

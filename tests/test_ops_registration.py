@@ -262,6 +262,14 @@ def test_fallback_backend_fixture_swaps_every_implementation(monkeypatch):
         assert getattr(ops, global_name) is getattr(_fallback, fallback_name)
 
 
+def test_a_stale_build_is_detected_by_its_missing_ops():
+    from nytorch_ext import _extension
+    if ops.is_compiled():
+        assert _extension.missing_ops() == []  # this build defines every op Python expects
+    assert _extension.missing_ops(("blend", "no_such_op")) == ["no_such_op"]
+    assert set(_extension.REQUIRED_OPS) >= {"blend_noise_", "multi_blend_noise_", "_views"}
+
+
 def test_disabled_extension_runs_on_the_fallback(tmp_path):
     """NYTORCH_EXT_DISABLE_C=1: import warns once, reports the fallback, and the
     ops still compute the right values."""
