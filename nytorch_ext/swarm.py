@@ -83,7 +83,7 @@ def _storages(kernels: list, what: str = "pool", indices=None) -> dict:
     first = next(iter(storages))
     layout = storages[first].layout
     for i, st in storages.items():
-        if st.layout != layout:
+        if st.layout is not layout and st.layout != layout:
             raise ValueError(f"{what}[{i}] has a different flat layout (shapes, dtypes or devices) "
                              f"than {what}[{first}]; move every member to the same dtype and device")
     return storages
@@ -335,7 +335,7 @@ class Swarm(Sequence):
         into its row any of those members whose parameters left it; re-packs every
         member when the species' layout changed."""
         storages = _storages(self._kernels, "particles", indices)
-        if any(st.layout != self.layout for st in storages.values()):
+        if any(st.layout is not self.layout and st.layout != self.layout for st in storages.values()):
             self._pack()  # checks that every member agrees on the new layout
             storages = {i: self._kernels[i].storage for i in storages}
         for i, st in storages.items():
