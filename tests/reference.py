@@ -129,11 +129,12 @@ def place(t: torch.Tensor, offset: int = 0) -> torch.Tensor:
 
 def list_sizes(count: int) -> list[int]:
     """``count`` deterministic mixed sizes: empties, sub-vector sizes, vector
-    body plus tail, and one tensor longer than 65536 elements (lists >= 12)."""
+    body plus tail, and one tensor longer than the CPU kernels' parallel grain
+    (131072 elements), so a task boundary falls inside it (lists >= 12)."""
     pattern = [3, 0, 1, 127, 4, 5, 31, 17, 300, 0, 8, 1000]
     sizes = [pattern[i % len(pattern)] for i in range(count)]
     if count >= 12:
-        sizes[5] = 65537
+        sizes[5] = 131073
         sizes[-1] = 0
     return sizes
 
