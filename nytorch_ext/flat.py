@@ -156,41 +156,57 @@ class BufferPool:
     for warm memory), so out-of-place particle operations write into recycled
     buffers. A buffer is handed out again only when the pool holds the sole
     reference to its storage: no particle, product, view or user tensor can see it.
+
+    The pool tracks every buffer given to it while it is in use (that costs no
+    memory: its owner keeps it alive anyway), so whichever particle dies next, its
+    buffer is there to reuse: with K live particles replaced one at a time (the
+    seed's APSO loop) every new particle reuses the one it replaces. Of buffers that
+    nobody uses any more it keeps at most ``max_free`` per (size, dtype, device) and
+    lets the rest go back to the allocator.
     """
 
-    def __init__(self, max_per_key: int = 4):
-        self.max_per_key = max_per_key
-        self._free: dict[tuple[int, torch.dtype, torch.device], list[torch.Tensor]] = {}
+    def __init__(self, max_free: int = 4):
+        self.max_free = max_free
+        self._tracked: dict[tuple[int, torch.dtype, torch.device], list[torch.Tensor]] = {}
 
     def take(self, size: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        candidates = self._free.get((size, dtype, device), ())
-        for i in range(len(candidates)):
-            # Two Python references (the list's and getrefcount's argument): no one
-            # else holds this tensor object; and no other tensor uses its storage.
-            if sys.getrefcount(candidates[i]) == 2 and _sole_owner(candidates[i]):
-                return candidates.pop(i)
+        bucket = self._tracked.get((size, dtype, device), ())
+        for i in range(len(bucket)):
+            if _refs(bucket[i]) == _POOL_ONLY and _sole_owner(bucket[i]):
+                return bucket.pop(i)
         return _fresh(size, dtype, device)
 
     def give(self, buffers: Iterable[torch.Tensor]) -> None:
-        """Register buffers for reuse; each is handed out again only once nothing
-        else holds it. A full bucket drops an entry still in use elsewhere (its
-        owner keeps it alive) to make room; the pool never holds more than
-        ``max_per_key`` buffers per (size, dtype, device)."""
+        """Track buffers for reuse once nothing else holds them."""
         for buf in buffers:
-            bucket = self._free.setdefault((buf.numel(), buf.dtype, buf.device), [])
+            bucket = self._tracked.setdefault((buf.numel(), buf.dtype, buf.device), [])
             if any(b is buf for b in bucket):
                 continue
-            if len(bucket) >= self.max_per_key:
-                for i in range(len(bucket)):
-                    if not (sys.getrefcount(bucket[i]) == 2 and _sole_owner(bucket[i])):
-                        del bucket[i]
-                        break
-                else:
-                    continue  # every entry is free already: keep those
             bucket.append(buf)
+            self._trim(bucket)
+
+    def _trim(self, bucket: list) -> None:
+        """Drop the oldest unused buffers beyond ``max_free``."""
+        free = [i for i in range(len(bucket)) if _refs(bucket[i]) == _POOL_ONLY and _sole_owner(bucket[i])]
+        for i in reversed(free[:max(0, len(free) - self.max_free)]):
+            del bucket[i]
 
     def clear(self) -> None:
-        self._free.clear()
+        self._tracked.clear()
+
+
+def _refs(obj) -> int:
+    return sys.getrefcount(obj)
+
+
+def _pool_only_refs() -> int:
+    """What ``_refs(bucket[i])`` says of a tensor held by nothing but a list (the
+    count includes the call's own references, which vary across Python versions)."""
+    holder = [torch.empty(0)]
+    return _refs(holder[0])
+
+
+_POOL_ONLY = _pool_only_refs()
 
 
 def _storage_uses(t: torch.Tensor) -> int:

@@ -322,17 +322,25 @@ class ParamProduct:
 
     # ------------------------------------------------------------ generators
 
+    # New particles' buffers come from the pool too, so that when they are freed
+    # their memory is recycled rather than returned to the allocator.
+
     def clone(self) -> "ParamProduct":
-        with torch.no_grad():
-            return self._like([[b.clone() for b in self.buffers()]], [1.0], 0.0)
+        return self._generated(lambda out, b: out.copy_(b))
 
     def randn(self) -> "ParamProduct":
-        with torch.no_grad():
-            return self._like([[torch.randn_like(b) for b in self.buffers()]], [1.0], 0.0)
+        return self._generated(lambda out, b: out.normal_())  # as torch.randn_like
 
     def rand(self) -> "ParamProduct":
+        return self._generated(lambda out, b: out.uniform_())  # as torch.rand_like
+
+    def _generated(self, fill) -> "ParamProduct":
+        source = self.buffers()
+        out = self.layout.empty(DEFAULT_POOL)
         with torch.no_grad():
-            return self._like([[torch.rand_like(b) for b in self.buffers()]], [1.0], 0.0)
+            for o, b in zip(out, source):
+                fill(o, b)
+        return self._like([out], [1.0], 0.0)
 
     # --------------------------------------------- fused updates (new in nytorch_ext)
 

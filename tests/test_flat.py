@@ -71,3 +71,47 @@ def test_pool_does_not_hand_out_a_buffer_still_held(size):
     pool.give([held])
     fresh = pool.take(size, torch.float32, torch.device("cpu"))
     assert fresh is not held
+
+
+def test_pool_keeps_at_most_max_free_unused_buffers():
+    pool = BufferPool(max_free=2)
+    held = [torch.empty(8) for _ in range(5)]
+    pool.give(held)
+    key = (8, torch.float32, torch.device("cpu"))
+    assert len(pool._tracked[key]) == 5  # all in use: tracked, no memory of the pool's own
+    del held
+    pool.give([torch.empty(8)])  # trims: the 5 now unused buffers, down to 2
+    assert len(pool._tracked[key]) <= 3
+    a, b = pool.take(8, torch.float32, torch.device("cpu")), pool.take(8, torch.float32, torch.device("cpu"))
+    assert a.data_ptr() != b.data_ptr()
+
+
+def test_replacing_live_particles_one_by_one_reuses_their_buffers(monkeypatch):
+    """The seed's APSO loop: K particles alive, each replaced by a new one in turn.
+    Every new particle's buffer is the one its predecessor freed (no page faults)."""
+    import random
+    from torch import nn
+    import nytorch_ext as nyto
+    from nytorch_ext import flat
+
+    class Net(nyto.NytoModule):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(33, 17)
+
+    first = nyto.ParticleModule(Net())
+    pool = [first] + [first.randn() for _ in range(11)]  # more than max_free live particles
+    rng = random.Random(0)
+
+    def apso_round():
+        best, *others = rng.sample(range(12), 6)
+        for i in others:
+            pool[i] = (0.5 * pool[best].product() + 0.5 * pool[i].product()).module()
+
+    apso_round()
+    fresh = []
+    real = flat._fresh
+    monkeypatch.setattr(flat, "_fresh", lambda *a: fresh.append(a) or real(*a))
+    for _ in range(5):
+        apso_round()
+    assert fresh == []
