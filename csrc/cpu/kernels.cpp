@@ -25,6 +25,13 @@
 #error "kernels.cpp is compiled once per CPU capability: define CPU_CAPABILITY"
 #endif
 
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
+#include <immintrin.h>
+#define NYTORCH_EXT_STREAM_STORES 1
+#else
+#define NYTORCH_EXT_STREAM_STORES 0
+#endif
+
 namespace nytorch_ext {
 namespace cpu {
 inline namespace CPU_CAPABILITY {
@@ -64,6 +71,58 @@ inline void store_opmath(scalar_t* p, const V& v) {
   }
 }
 
+// Out-of-place results of at least this size are written with non-temporal
+// (streaming) stores: the output lines are not read into cache first, so
+// `out = f(x, y)` moves 3 buffers' worth of memory instead of 4. Below it the
+// output is likely still in cache when it is next used, and a plain store wins.
+constexpr int64_t kStreamBytes = int64_t{2} << 20;
+
+template <typename scalar_t>
+constexpr bool kStreamable = NYTORCH_EXT_STREAM_STORES &&
+                             (std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, double>);
+
+// Stores one vector of results: plainly, or non-temporally to a vector-aligned p.
+template <bool kStream, typename scalar_t, typename V>
+inline void store_out(scalar_t* p, const V& v) {
+  if constexpr (kStream) {
+#if defined(CPU_CAPABILITY_AVX512)
+    if constexpr (std::is_same_v<scalar_t, float>) _mm512_stream_ps(p, v);
+    else _mm512_stream_pd(p, v);
+#elif defined(CPU_CAPABILITY_AVX2)
+    if constexpr (std::is_same_v<scalar_t, float>) _mm256_stream_ps(p, v);
+    else _mm256_stream_pd(p, v);
+#endif
+  } else {
+    store_opmath(p, v);
+  }
+}
+
+// Streaming stores are weakly ordered: fence them before the parallel region ends.
+inline void stream_fence() {
+#if NYTORCH_EXT_STREAM_STORES
+  _mm_sfence();
+#endif
+}
+
+// The first index in [i, end) at which out + index is vector-aligned (or end).
+template <typename scalar_t>
+inline int64_t first_aligned(const scalar_t* out, int64_t i, int64_t end) {
+  constexpr auto kBytes = static_cast<uintptr_t>(sizeof(Vectorized<scalar_t>));
+  const auto addr = reinterpret_cast<uintptr_t>(out + i);
+  const auto skip = static_cast<int64_t>(((kBytes - addr % kBytes) % kBytes) / sizeof(scalar_t));
+  return std::min(end, i + skip);
+}
+
+// fn(std::true_type) when streaming stores apply to T and `stream` holds, else
+// fn(std::false_type): instantiates the streaming loops only where they exist.
+template <typename T, typename Fn>
+inline void with_stream(bool stream, const Fn& fn) {
+  if constexpr (kStreamable<T>) {
+    if (stream) return fn(std::true_type{});
+  }
+  fn(std::false_type{});
+}
+
 // Applies f lane-wise to opmath vectors: once, or to both halves of a pair.
 template <typename F, typename... V>
 inline auto map(const F& f, const V&... v) {
@@ -89,51 +148,62 @@ inline auto load_as(const U* p) {
 }
 
 // out[i] = op(in[i]...) for i in [0, n); each input of scalar_t or opmath.
-template <typename scalar_t, typename Op, typename... In>
+// kStream: non-temporal stores (float/double; out must not be an input).
+template <bool kStream = false, typename scalar_t, typename Op, typename... In>
 void elementwise_range(scalar_t* out, int64_t n, const Op& op, const In*... in) {
   using opmath_t = at::opmath_type<scalar_t>;
   constexpr int64_t kStep = Vectorized<scalar_t>::size();
   int64_t i = 0;
+  if constexpr (kStream) {  // scalar head up to the first aligned vector
+    for (const int64_t head = first_aligned(out, 0, n); i < head; ++i)
+      out[i] = static_cast<scalar_t>(op(static_cast<opmath_t>(in[i])...));
+  }
   // Two vectors per iteration, as ATen's vectorized loops do: more loads in
   // flight per core on a memory-bound loop.
   for (; i + 2 * kStep <= n; i += 2 * kStep) {
     auto r0 = map(op, load_as<scalar_t>(in + i)...);
     auto r1 = map(op, load_as<scalar_t>(in + i + kStep)...);
-    store_opmath(out + i, r0);
-    store_opmath(out + i + kStep, r1);
+    store_out<kStream>(out + i, r0);
+    store_out<kStream>(out + i + kStep, r1);
   }
-  for (; i + kStep <= n; i += kStep) store_opmath(out + i, map(op, load_as<scalar_t>(in + i)...));
+  for (; i + kStep <= n; i += kStep) store_out<kStream>(out + i, map(op, load_as<scalar_t>(in + i)...));
   for (; i < n; ++i) out[i] = static_cast<scalar_t>(op(static_cast<opmath_t>(in[i])...));
+  if constexpr (kStream) stream_fence();
 }
 
 // out[i] = op(x[i], y[i]) for i in [0, n)
-template <typename scalar_t, typename Op>
+template <bool kStream = false, typename scalar_t, typename Op>
 void binary_range(scalar_t* out, const scalar_t* x, const scalar_t* y, int64_t n,
                   const Op& op) {
-  elementwise_range(out, n, op, x, y);
+  elementwise_range<kStream>(out, n, op, x, y);
 }
 
 // out[i] = sum_k c[k]*in[k][i] + bias for i in [begin, end)
-template <typename scalar_t>
+template <bool kStream, typename scalar_t>
 void lincomb_range(scalar_t* out, const scalar_t* const* in, const at::opmath_type<scalar_t>* c,
                    int64_t k, at::opmath_type<scalar_t> bias, int64_t begin, int64_t end) {
   using opmath_t = at::opmath_type<scalar_t>;
   using Op = LincombOp<opmath_t>;
   constexpr int64_t kStep = Vectorized<scalar_t>::size();
+  auto scalar = [&](int64_t i) {
+    opmath_t acc = Op::first(c[0], static_cast<opmath_t>(in[0][i]));
+    for (int64_t j = 1; j < k; ++j) acc = Op::next(acc, c[j], static_cast<opmath_t>(in[j][i]));
+    out[i] = static_cast<scalar_t>(Op::finish(acc, bias));
+  };
   int64_t i = begin;
+  if constexpr (kStream) {
+    for (const int64_t head = first_aligned(out, begin, end); i < head; ++i) scalar(i);
+  }
   for (; i + kStep <= end; i += kStep) {
     auto acc = map([&](const auto& x) { return Op::first(c[0], x); }, load_opmath(in[0] + i));
     for (int64_t j = 1; j < k; ++j) {
       acc = map([&](const auto& a, const auto& x) { return Op::next(a, c[j], x); }, acc,
                 load_opmath(in[j] + i));
     }
-    store_opmath(out + i, map([&](const auto& a) { return Op::finish(a, bias); }, acc));
+    store_out<kStream>(out + i, map([&](const auto& a) { return Op::finish(a, bias); }, acc));
   }
-  for (; i < end; ++i) {
-    opmath_t acc = Op::first(c[0], static_cast<opmath_t>(in[0][i]));
-    for (int64_t j = 1; j < k; ++j) acc = Op::next(acc, c[j], static_cast<opmath_t>(in[j][i]));
-    out[i] = static_cast<scalar_t>(Op::finish(acc, bias));
-  }
+  for (; i < end; ++i) scalar(i);
+  if constexpr (kStream) stream_fence();
 }
 
 // Runs fn(tensor_index, begin, end) over the concatenation of all tensors, so a
@@ -175,9 +245,12 @@ void axpby(DType dtype, void* out, const void* x, const void* y, int64_t n, doub
   dispatch(dtype, [&](auto tag) {
     using T = decltype(tag);
     const AxpbyOp<at::opmath_type<T>> op{opmath<T>(a), opmath<T>(b)};
-    at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
-      binary_range(static_cast<T*>(out) + begin, static_cast<const T*>(x) + begin,
-                   static_cast<const T*>(y) + begin, end - begin, op);
+    with_stream<T>(out != x && out != y && n * int64_t{sizeof(T)} >= kStreamBytes, [&](auto stream) {
+      at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
+        binary_range<decltype(stream)::value>(static_cast<T*>(out) + begin,
+                                              static_cast<const T*>(x) + begin,
+                                              static_cast<const T*>(y) + begin, end - begin, op);
+      });
     });
   });
 }
@@ -186,9 +259,12 @@ void blend(DType dtype, void* out, const void* x, const void* y, int64_t n, doub
   dispatch(dtype, [&](auto tag) {
     using T = decltype(tag);
     const BlendOp<at::opmath_type<T>> op{opmath<T>(alpha)};
-    at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
-      binary_range(static_cast<T*>(out) + begin, static_cast<const T*>(x) + begin,
-                   static_cast<const T*>(y) + begin, end - begin, op);
+    with_stream<T>(out != x && out != y && n * int64_t{sizeof(T)} >= kStreamBytes, [&](auto stream) {
+      at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
+        binary_range<decltype(stream)::value>(static_cast<T*>(out) + begin,
+                                              static_cast<const T*>(x) + begin,
+                                              static_cast<const T*>(y) + begin, end - begin, op);
+      });
     });
   });
 }
@@ -199,9 +275,12 @@ void lincomb(DType dtype, void* out, const void* const* inputs, const double* co
     using T = decltype(tag);
     c10::SmallVector<at::opmath_type<T>, 16> c(coeffs, coeffs + num_inputs);
     const auto* const* in = reinterpret_cast<const T* const*>(inputs);
-    at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
-      lincomb_range<T>(static_cast<T*>(out), in, c.data(), num_inputs, opmath<T>(bias), begin,
-                       end);
+    const bool out_is_input = std::find(inputs, inputs + num_inputs, out) != inputs + num_inputs;
+    with_stream<T>(!out_is_input && n * int64_t{sizeof(T)} >= kStreamBytes, [&](auto stream) {
+      at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
+        lincomb_range<decltype(stream)::value, T>(static_cast<T*>(out), in, c.data(), num_inputs,
+                                                  opmath<T>(bias), begin, end);
+      });
     });
   });
 }
