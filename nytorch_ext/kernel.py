@@ -93,8 +93,9 @@ class Storage:
         """Every parameter is still this storage's view: same object, address, shape
         and contiguity (``p.data = p.data.t()`` keeps the address; a contiguous view
         of a given shape and address is the view)."""
-        return (config_version == self.config_version and len(params) == len(self.params)
-                and all(map(operator.is_, params, self.params))
+        return (config_version == self.config_version
+                and (params is self.params
+                     or (len(params) == len(self.params) and all(map(operator.is_, params, self.params))))
                 and [p.data_ptr() for p in params] == self.addresses
                 and [p.shape for p in params] == self.layout.sizes
                 and all(map(torch.Tensor.is_contiguous, params)))
@@ -349,21 +350,25 @@ class ParticleKernel:
     def operational(self) -> list:
         """(pid, Parameter) of the operational parameters; cached until the
         parameters or the species' configuration change."""
+        return self._operational_cache()[0]
+
+    def _operational_cache(self) -> tuple:
+        """(the operational (pid, Parameter) pairs, their Parameters), cached."""
         key = self.species.config_version
         cache = self.__dict__.get("_operational")
         if cache is not None and cache[0] == key and cache[1] is self.params:
             return cache[2]
         config = self.species.config
         op = [(pid, p) for pid, p in self.params.items() if config[pid].operational]
-        self._operational = (key, self.params, op)
-        return op
+        self._operational = (key, self.params, (op, [p for _, p in op]))
+        return self._operational[2]
 
     def flat(self) -> Storage:
         """The flat storage, re-flattened first if a parameter's storage was replaced."""
-        op = self.operational()
-        params = [p for _, p in op]
+        op, params = self._operational_cache()
         st = self.storage
         if st is not None and st.intact(params, self.species.config_version):
+            st.params = params  # the same objects: next time the identity check suffices
             return st
         layout = Layout.of((pid, p.data) for pid, p in op)
         buffers = layout.empty(DEFAULT_POOL)

@@ -24,7 +24,9 @@ import torch
 from torch import Tensor, nn
 
 from . import ops
+from .module import NytoModuleBase
 from .mtype import DIFFERENT_SPECIES, ROOT_MODULE_ID, SpeciesError
+from .particle_module import ParticleModule, PMProduct
 from .product import ParamProduct, _settle, lincomb
 
 
@@ -45,8 +47,6 @@ class ApsoResult:
 
 def _kernel_of(particle, what: str = "pool"):
     """The particle kernel of a ParticleModule or a root NytoModule."""
-    from .module import NytoModuleBase
-    from .particle_module import ParticleModule
     if isinstance(particle, ParticleModule):
         return particle.particle_kernel
     if isinstance(particle, NytoModuleBase):
@@ -212,14 +212,14 @@ def _apso(size, storages_of, losses, alpha, subset_size, noise, replace, generat
     source = storages[best].buffers
     alphas = [weights[i] for i in members]
     seed = _noise_seed(generator) if noise > 0 else None
-    with torch.no_grad():
-        for g in range(len(source)):
-            targets = [storages[i].buffers[g] for i in members]
-            if seed is None:
-                ops.multi_blend_(targets, source[g], alphas)
-            else:  # stream = member index: each member draws its own noise
-                ops.multi_blend_noise_(targets, source[g], alphas, noise, seed=seed,
-                                       streams=[i * len(source) + g for i in members])
+    # Flat buffers never require grad (the Parameters viewing them do): no no_grad needed.
+    for g in range(len(source)):
+        targets = [storages[i].buffers[g] for i in members]
+        if seed is None:  # the arguments are valid by construction: skip the wrapper's checks
+            ops._multi_blend(targets, [source[g]], alphas)
+        else:  # stream = member index: each member draws its own noise
+            ops.multi_blend_noise_(targets, source[g], alphas, noise, seed=seed,
+                                   streams=[i * len(source) + g for i in members])
     return ApsoResult(indices, best, weights)
 
 
@@ -249,14 +249,12 @@ def momentum_step_(w_new, w_prev, w_prev2, beta: float):
 def _momentum(w_new, w_prev, w_prev2, beta: float):
     """The lazy ``w_new + beta*(w_prev - w_prev2)``, a PMProduct when ``w_new`` is a
     ParticleModule or PMProduct (so module() gives a ParticleModule), else a ParamProduct."""
-    from .particle_module import PMProduct
     products = [_as_product(w, name) for w, name in ((w_new, "w_new"), (w_prev, "w_prev"), (w_prev2, "w_prev2"))]
     inner = lincomb([1.0, beta, -beta], [p.product if isinstance(p, PMProduct) else p for p in products])
     return PMProduct.from_ParamProduct(inner) if isinstance(products[0], PMProduct) else inner
 
 
 def _is_product(w) -> bool:
-    from .particle_module import PMProduct
     return isinstance(w, (ParamProduct, PMProduct))
 
 
