@@ -129,7 +129,7 @@ def place(t: torch.Tensor, offset: int = 0) -> torch.Tensor:
 
 def list_sizes(count: int) -> list[int]:
     """``count`` deterministic mixed sizes: empties, sub-vector sizes, vector
-    body plus tail, and one tensor longer than the CPU kernels' parallel grain
+    body plus tail, and one tensor longer than the CPU list kernels' parallel grain
     (131072 elements), so a task boundary falls inside it (lists >= 12)."""
     pattern = [3, 0, 1, 127, 4, 5, 31, 17, 300, 0, 8, 1000]
     sizes = [pattern[i % len(pattern)] for i in range(count)]

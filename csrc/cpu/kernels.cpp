@@ -39,11 +39,15 @@ namespace {
 
 using at::vec::Vectorized;
 
-// Elements per parallel task for the memory-bound kernels. Larger than ATen's
-// 32768: measured on 2 cores, a 110k-element multi_blend_ ran faster on one thread
-// (15 us) than on two (17 us; and milliseconds when the second core is busy
-// elsewhere), while 330k elements and up gain from a second thread.
-constexpr int64_t kGrain = 131072;
+// Elements per parallel task for the single-tensor kernels: ATen's GRAIN_SIZE, so
+// they use as many threads as torch's own elementwise ops at every size.
+constexpr int64_t kGrain = 32768;
+// The list kernels fuse many small tensors into one parallel region, where torch
+// would run each on one thread. Measured on 2 cores, a 110k-element multi_blend_
+// (an APSO step over five seed ConvNets) ran faster on one thread (15 us) than on
+// two (17 us; milliseconds when the other core is busy elsewhere), while 330k
+// elements and up gain from a second thread.
+constexpr int64_t kListGrain = 131072;
 // The noise kernel is compute-bound (Philox and Box-Muller per element): it pays
 // for a second thread much sooner.
 constexpr int64_t kNoiseGrain = 32768;
@@ -210,7 +214,7 @@ void lincomb_range(scalar_t* out, const scalar_t* const* in, const at::opmath_ty
 // list of many small tensors is one parallel region, not one per tensor.
 template <typename Fn>
 void parallel_over_list(const int64_t* sizes, int64_t count, const Fn& fn,
-                        int64_t grain = kGrain) {
+                        int64_t grain = kListGrain) {
   c10::SmallVector<int64_t, 128> starts(count + 1, 0);
   for (int64_t t = 0; t < count; ++t) starts[t + 1] = starts[t] + sizes[t];
   at::parallel_for(0, starts[count], grain, [&](int64_t begin, int64_t end) {
