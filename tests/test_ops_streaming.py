@@ -1,4 +1,4 @@
-"""Out-of-place results of 2 MiB and more are written with non-temporal stores
+"""Out-of-place results of 4 MiB and more are written with non-temporal stores
 (csrc/cpu/kernels.cpp): they must equal, bit for bit, the same op computed in
 place (plain stores), at aligned and unaligned output offsets, in every CPU
 capability this machine runs."""
@@ -17,7 +17,7 @@ SCRIPT = textwrap.dedent("""
     from nytorch_ext import ops
     torch.manual_seed(0)
     for dtype in (torch.float32, torch.float64, torch.bfloat16):
-        for n in (600_001, 1_048_576 + 3):            # over 2 MiB in float32 and float64
+        for n in (1_048_576 + 3, 1_500_001):          # over 4 MiB in float32 and float64
             for offset in (0, 1, 3):                  # output starts unaligned: a scalar head
                 x = torch.randn(n, dtype=dtype)
                 y = torch.randn(n, dtype=dtype)
