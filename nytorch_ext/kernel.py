@@ -162,6 +162,7 @@ class ParticleKernel:
         state = dict(self.__dict__)
         state["storage"] = None
         state.pop("_operational", None)
+        state.pop("_place_lists", None)
         return state
 
     def __setstate__(self, state):
@@ -284,7 +285,7 @@ class ParticleKernel:
                 if member.dirty and member is not self:
                     member.record(member.modules[ROOT_MODULE_ID])
         root = self.modules[ROOT_MODULE_ID]
-        if not self.dirty and not all([d.get(n) is p for d, n, p in self.places]):
+        if not self.dirty and not self._placed():
             self.dirty = True  # a Parameter replaced inside a plain nn.Module child
         if self.dirty:
             self.record(root)
@@ -292,6 +293,15 @@ class ParticleKernel:
             self._replay(self.species.log[self.version])
             self.version += 1
             self.scan(root)
+
+    def _placed(self) -> bool:
+        """Every parameter is still where the last scan found it (dict lookups in C)."""
+        cache = self.__dict__.get("_place_lists")
+        if cache is None or cache[0] is not self.places:
+            places = self.places
+            cache = (places, [d for d, _, _ in places], [n for _, n, _ in places], [p for _, _, p in places])
+            self._place_lists = cache
+        return all(map(operator.is_, map(dict.get, cache[1], cache[2]), cache[3]))
 
     def _replay(self, change: Change) -> None:
         with torch.no_grad():
@@ -353,19 +363,21 @@ class ParticleKernel:
         return self._operational_cache()[0]
 
     def _operational_cache(self) -> tuple:
-        """(the operational (pid, Parameter) pairs, their Parameters), cached."""
+        """(the operational (pid, Parameter) pairs, their Parameters, the other
+        (pid, Parameter) pairs), cached."""
         key = self.species.config_version
         cache = self.__dict__.get("_operational")
         if cache is not None and cache[0] == key and cache[1] is self.params:
             return cache[2]
         config = self.species.config
         op = [(pid, p) for pid, p in self.params.items() if config[pid].operational]
-        self._operational = (key, self.params, (op, [p for _, p in op]))
+        others = [(pid, p) for pid, p in self.params.items() if not config[pid].operational]
+        self._operational = (key, self.params, (op, [p for _, p in op], others))
         return self._operational[2]
 
     def flat(self) -> Storage:
         """The flat storage, re-flattened first if a parameter's storage was replaced."""
-        op, params = self._operational_cache()
+        op, params, _ = self._operational_cache()
         st = self.storage
         if st is not None and st.intact(params, self.species.config_version):
             st.params = params  # the same objects: next time the identity check suffices
@@ -409,8 +421,7 @@ class ParticleKernel:
         """Zero-copy: the product's buffers are this particle's flat storage."""
         self.touch()
         st = self.flat()
-        config = self.species.config
-        extras = OrderedDict((pid, p) for pid, p in self.params.items() if not config[pid].operational)
+        extras = OrderedDict(self._operational_cache()[2])
         return ParamProduct._make(self, module_id, st.layout, [st.buffers], [1.0], 0.0, extras, owners=[st],
                                   versions=[st.version()], live=True)
 
