@@ -86,7 +86,7 @@ class Layout:
         return all(g.dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16)
                    for g in self.groups)
 
-    @property
+    @cached_property
     def pids(self) -> tuple[int, ...]:
         return tuple(s.pid for s in self.slots)
 
@@ -130,9 +130,19 @@ class Layout:
 
     def addresses(self, buffers: Sequence[torch.Tensor]) -> list[int]:
         """The data pointer each slot's view has (0 for an empty one, as torch reports)."""
+        if len(buffers) == 1 and self._byte_offsets is not None:  # one group, no empty slot
+            return list(map(buffers[0].data_ptr().__add__, self._byte_offsets))
         base = [b.data_ptr() for b in buffers]
         sizes = [b.element_size() for b in buffers]
         return [base[s.group] + s.offset * sizes[s.group] if s.numel else 0 for s in self.slots]
+
+    @cached_property
+    def _byte_offsets(self) -> list | None:
+        """Each slot's byte offset, when the layout is one group without empty slots."""
+        if len(self.groups) != 1 or any(s.numel == 0 for s in self.slots):
+            return None
+        size = torch.empty(0, dtype=self.groups[0].dtype).element_size()
+        return [s.offset * size for s in self.slots]
 
 
 def _fresh(size: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

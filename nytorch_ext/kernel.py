@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import operator
 import weakref
+from itertools import repeat
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -448,7 +449,7 @@ class ParticleKernel:
     # ------------------------------------------------------------- particles
 
     def _build_plan(self) -> list:
-        """Per module: (mid, [(child name, child mid)], [(parameter name, pid)], is a
+        """Per module: (mid, child names, child mids, parameter names, pids, is a
         NytoModule). The same for every member of the species at one version, so it
         is computed once per structural version, not once per new particle."""
         version, plan = self.species._plan
@@ -460,7 +461,9 @@ class ParticleKernel:
         for mid, module in self.modules.items():
             children = [(n, mid_of[id(c)]) for n, c in module._modules.items() if c is not None and id(c) in mid_of]
             params = [(n, pid_of[id(p)]) for n, p in module._parameters.items() if p is not None and id(p) in pid_of]
-            plan.append((mid, children, params, getattr(type(module), "_is_nyto_module", False)))
+            plan.append((mid, tuple(n for n, _ in children), tuple(m for _, m in children),
+                         tuple(n for n, _ in params), tuple(p for _, p in params),
+                         getattr(type(module), "_is_nyto_module", False)))
         self.species._plan = (self.species.version, plan)
         return plan
 
@@ -472,52 +475,53 @@ class ParticleKernel:
         return self.build_kernel(product).modules[product.module_id]
 
     def build_kernel(self, product: ParamProduct) -> "ParticleKernel":
-        """As build(), returning the new particle's kernel."""
+        """As build(), returning the new particle's kernel. (The loops run in C
+        where they can: this is most of the cost of a particle of many small tensors.)"""
         buffers = product.buffers()
+        layout = product.layout
         kernel = ParticleKernel(self.species, self.species.version)
-        config = self.species.config
-        views = dict(zip(product.layout.pids, product.layout.views(buffers)))
-        new_params: dict[int, nn.Parameter] = {}
-        for pid, old in self.params.items():
-            if pid in views:
-                new_params[pid] = _make_parameter(nn.Parameter, views[pid], old.requires_grad)
-            else:
-                value = product.extras.get(pid, old)
-                if config[pid].clone:
-                    new_params[pid] = nn.Parameter(value.detach().clone(), old.requires_grad)
-                else:
-                    new_params[pid] = value
+        old = self.params
+        operational = list(map(_make_parameter, repeat(nn.Parameter), layout.views(buffers),
+                               [old[pid].requires_grad for pid in layout.pids]))
+        new_params = dict(zip(layout.pids, operational))
+        if len(new_params) != len(old):
+            config = self.species.config
+            for pid, p in self._operational_cache()[2]:  # non-operational: cloned or shared
+                value = product.extras.get(pid, p)
+                new_params[pid] = nn.Parameter(value.detach().clone(), p.requires_grad) \
+                    if config[pid].clone else value
         plan = self._build_plan()
+        modules = self.modules
         copies = {}
-        for mid, _, _, _ in plan:  # every module object first: children refer to them
-            source = self.modules[mid]
+        for mid, *_ in plan:  # every module object first: children refer to them
+            source = modules[mid]
             new = object.__new__(type(source))
             new.__dict__.update(source.__dict__)
             copies[mid] = new
         places = []
-        for mid, children, params, nyto in plan:
-            source, d = self.modules[mid], copies[mid].__dict__
+        for mid, child_names, child_mids, param_names, pids, nyto in plan:
+            source, d = modules[mid], copies[mid].__dict__
             table = dict(source._parameters)
-            for name, pid in params:
-                table[name] = new_params[pid]
-                places.append((table, name, new_params[pid]))
+            if pids:
+                params = list(map(new_params.__getitem__, pids))
+                table.update(zip(param_names, params))
+                places.extend(zip(repeat(table), param_names, params))
             d["_parameters"] = table
             table = dict(source._modules)
-            for name, cmid in children:
-                table[name] = copies[cmid]
+            if child_mids:
+                table.update(zip(child_names, map(copies.__getitem__, child_mids)))
             d["_modules"] = table
             d["_buffers"] = dict(source._buffers)
             if nyto:  # a new particle: live kernel reference
                 d["_particle_kernel"], d["_module_id"], d["_nyto_cell"] = kernel, mid, kernel.cell
         kernel.modules = OrderedDict(copies)
         kernel.places = places
-        kernel.params = OrderedDict((pid, new_params[pid]) for pid in self.params)
+        kernel.params = OrderedDict(zip(old, map(new_params.__getitem__, old)))
         kernel._buffer_ids = dict(self._buffer_ids)
         kernel.param_places, kernel.module_places = self.param_places, self.module_places  # same ids, same names
         # The views were made from the product's layout: the storage is in place.
-        kernel.storage = Storage(product.layout, buffers, [new_params[pid] for pid in product.layout.pids],
-                                 product.layout.addresses(buffers), self.species.config_version,
-                                 own_counters=False)
+        kernel.storage = Storage(layout, buffers, operational, layout.addresses(buffers),
+                                 self.species.config_version, own_counters=False)
         return kernel
 
 
