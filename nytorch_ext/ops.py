@@ -103,6 +103,8 @@ else:
 # ------------------------------------------------------------ argument helpers
 
 def _scalar(value, name: str) -> float:
+    if type(value) is float:  # the common case, without the ABC checks below
+        return value
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, Tensor)):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     if isinstance(value, Tensor):
@@ -120,6 +122,8 @@ def _tensor(value, name: str) -> Tensor:
 
 def _scalars(values, name: str, each=_scalar, what: str = "numbers") -> list:
     """A sequence (or tensor, ndarray) of ``what``, each converted by ``each``."""
+    if each is _scalar and type(values) in (list, tuple) and all([type(v) is float for v in values]):
+        return list(values)  # the common case: no per-entry checks, no names built
     if hasattr(values, "tolist") and not isinstance(values, (str, bytes)):  # tensor, ndarray
         values = values.tolist()
     if not isinstance(values, Sequence) or isinstance(values, (str, bytes)):
