@@ -7,6 +7,16 @@ the number/tensor itself, after checking species).
 """
 from __future__ import annotations
 
+import torch
+
+from . import ops
+from .product import _finite, _settle
+
+
+def _whole_kernel_of(particle):
+    """``particle``'s kernel if it is a whole particle (root module), else None."""
+    return particle._whole_kernel()
+
 
 class ParticleArithmetic:
     def _other_product(self, other):  # pragma: no cover - supplied by the class
@@ -73,8 +83,28 @@ class ParticleArithmetic:
     def blend_(self, best, alpha: float):
         """In place: ``self <- (1-alpha)*self + alpha*best``, written straight into
         this particle's flat storage (no allocation; Parameter objects kept)."""
-        self.product().blend_(self._other_product(best), alpha)
+        mine = self._whole_kernel()
+        theirs = _whole_kernel_of(best) if getattr(type(best), "_whole_kernel", None) is type(self)._whole_kernel else None
+        if mine is None or theirs is None or mine.species is not theirs.species:
+            self.product().blend_(self._other_product(best), alpha)  # (raises on mixed species)
+            return self
+        # Two whole particles of one kind and species: storage to storage, no products built.
+        alpha = _finite(alpha, "alpha")
+        mine.touch()
+        theirs.touch()
+        st, sb = mine.flat(), theirs.flat()
+        if st.layout is not sb.layout and st.layout != sb.layout:
+            self.product().blend_(self._other_product(best), alpha)  # raises: different layouts
+            return self
+        _settle(st)  # lazy products reading this particle keep their values
+        with torch.no_grad():
+            for x, y in zip(st.buffers, sb.buffers):
+                ops.blend_(x, y, alpha)
         return self
+
+    def _whole_kernel(self):  # pragma: no cover - supplied by the class
+        """The kernel when this module is a whole particle (its root), else None."""
+        return None
 
     def axpby(self, a: float, other, b: float):
         """A new particle ``a*self + b*other``."""

@@ -134,6 +134,9 @@ class NytoModule(ParticleArithmetic, NytoModuleBase):
 
     # ---------------------------------------------------------- operators
 
+    def _whole_kernel(self):
+        return self._kernel() if self._module_id == ROOT_MODULE_ID else None
+
     def _other_product(self, other):
         if isinstance(other, NytoModuleBase):
             if other._kernel().species is not self._kernel().species:

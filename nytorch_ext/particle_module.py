@@ -158,6 +158,9 @@ class ParticleModule(ParticleArithmetic, nn.Module):
         self.particle_kernel.assign(inner)
         return self
 
+    def _whole_kernel(self):
+        return self.particle_kernel
+
     def _other_product(self, other):
         if isinstance(other, ParticleModule):
             if other.particle_kernel.species is not self.particle_kernel.species:
