@@ -422,3 +422,28 @@ def test_best_index():
     assert swarm.best(torch.tensor([0.0, 1.0, -1.0])) is swarm[2]
     assert math.isinf(float("inf"))
     assert swarm.best_index([float("inf"), 1.0, 2.0]) == 1
+
+
+# ------------------------------------------------------------------ properties
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(k=st.integers(1, 7), data=st.data(), replace=st.booleans(), seed=st.integers(0, 2 ** 31),
+       alpha=st.floats(0.01, 0.99))
+def test_apso_step_property_matches_the_seed_loop(k, data, replace, seed, alpha):
+    """Any pool size, subset size, losses (ties and infinities included): the step
+    equals the seed's sequential loop on the drawn indices, and leaves the best alone."""
+    subset = data.draw(st.integers(1, k))
+    losses = data.draw(st.lists(st.sampled_from([0.0, 1.0, 1.0, 2.5, float("inf"), -3.0]),
+                                min_size=k, max_size=k))
+    pool = Swarm(make_pool(k)) if data.draw(st.booleans()) else make_pool(k)
+    before = [flat_values(m) for m in pool]
+    result = apso_step(pool, losses, alpha, subset, replace=replace,
+                       generator=torch.Generator().manual_seed(seed))
+    expected, best = seed_swarm_algorithm(before, result.indices, losses, alpha)
+    assert result.best == best and best in result.indices
+    assert set(result.blended) == set(result.indices) - {best}
+    for m, e in zip(pool, expected):
+        torch.testing.assert_close(flat_values(m), e, rtol=1e-5, atol=1e-6)
