@@ -7,15 +7,7 @@ the number/tensor itself, after checking species).
 """
 from __future__ import annotations
 
-import torch
-
-from . import ops
-from .product import _finite, _settle
-
-
-def _whole_kernel_of(particle):
-    """``particle``'s kernel if it is a whole particle (root module), else None."""
-    return particle._whole_kernel()
+from .product import _blend_storage_, _finite
 
 
 class ParticleArithmetic:
@@ -83,24 +75,25 @@ class ParticleArithmetic:
     def blend_(self, best, alpha: float):
         """In place: ``self <- (1-alpha)*self + alpha*best``, written straight into
         this particle's flat storage (no allocation; Parameter objects kept)."""
-        mine = self._whole_kernel()
-        theirs = _whole_kernel_of(best) if getattr(type(best), "_whole_kernel", None) is type(self)._whole_kernel else None
+        pair = self._storage_pair(best)
+        if pair is None:  # products (and their errors: species, layouts)
+            self.product().blend_(self._other_product(best), alpha)
+        else:  # two whole particles: storage to storage, no products built
+            _blend_storage_(pair[0], pair[1].buffers, _finite(alpha, "alpha"))
+        return self
+
+    def _storage_pair(self, other):
+        """The flat storages of ``self`` and ``other`` when both are whole particles
+        of one kind, species and layout; else None."""
+        if getattr(type(other), "_whole_kernel", None) is not type(self)._whole_kernel:
+            return None
+        mine, theirs = self._whole_kernel(), other._whole_kernel()
         if mine is None or theirs is None or mine.species is not theirs.species:
-            self.product().blend_(self._other_product(best), alpha)  # (raises on mixed species)
-            return self
-        # Two whole particles of one kind and species: storage to storage, no products built.
-        alpha = _finite(alpha, "alpha")
+            return None
         mine.touch()
         theirs.touch()
         st, sb = mine.flat(), theirs.flat()
-        if st.layout is not sb.layout and st.layout != sb.layout:
-            self.product().blend_(self._other_product(best), alpha)  # raises: different layouts
-            return self
-        _settle(st)  # lazy products reading this particle keep their values
-        with torch.no_grad():
-            for x, y in zip(st.buffers, sb.buffers):
-                ops.blend_(x, y, alpha)
-        return self
+        return (st, sb) if st.layout is sb.layout or st.layout == sb.layout else None
 
     def _whole_kernel(self):  # pragma: no cover - supplied by the class
         """The kernel when this module is a whole particle (its root), else None."""

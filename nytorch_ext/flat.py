@@ -182,7 +182,7 @@ class BufferPool:
     def take(self, size: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         bucket = self._tracked.get((size, dtype, device), ())
         for i in range(len(bucket)):
-            if _refs(bucket[i]) == _POOL_ONLY and _sole_owner(bucket[i]):
+            if _unused(bucket, i):
                 return bucket.pop(i)
         return _fresh(size, dtype, device)
 
@@ -197,7 +197,7 @@ class BufferPool:
 
     def _trim(self, bucket: list) -> None:
         """Drop the oldest unused buffers beyond ``max_free``."""
-        free = [i for i in range(len(bucket)) if _refs(bucket[i]) == _POOL_ONLY and _sole_owner(bucket[i])]
+        free = [i for i in range(len(bucket)) if _unused(bucket, i)]
         for i in reversed(free[:max(0, len(free) - self.max_free)]):
             del bucket[i]
 
@@ -217,6 +217,12 @@ def _pool_only_refs() -> int:
 
 
 _POOL_ONLY = _pool_only_refs()
+
+
+def _unused(bucket: list, i: int) -> bool:
+    """Nothing but the pool holds ``bucket[i]``: no other Python reference (called
+    as in the calibration above) and no other tensor on its storage."""
+    return _refs(bucket[i]) == _POOL_ONLY and _sole_owner(bucket[i])
 
 
 def _storage_uses(t: torch.Tensor) -> int:

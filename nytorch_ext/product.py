@@ -367,10 +367,7 @@ class ParamProduct:
                              "or devices); use blend(), which handles that")
         theirs = best.buffers()
         mine = self.buffers()
-        _settle(self._owners[0], keep=self)
-        with torch.no_grad():
-            for x, y in zip(mine, theirs):
-                ops.blend_(x, y, alpha)
+        _blend_storage_(self._owners[0], theirs, alpha, keep=self, buffers=mine)
         return self
 
     def axpby(self, a: float, other: "ParamProduct", b: float) -> "ParamProduct":
@@ -391,6 +388,15 @@ class ParamProduct:
         state = "materialized" if self.is_materialized else f"lazy ({len(self._leaves)} leaves)"
         return (f"{type(self).__name__}({len(self.layout.slots)} operational params in "
                 f"{len(self.layout.groups)} group(s), {len(self.extras)} other, {state})")
+
+
+def _blend_storage_(storage, sources, alpha: float, keep=None, buffers=None) -> None:
+    """``buffers`` (``storage``'s own by default) <- blend(buffers, sources, alpha),
+    one pass per group, after settling the lazy products that read ``storage``."""
+    _settle(storage, keep=keep)
+    with torch.no_grad():
+        for x, y in zip(storage.buffers if buffers is None else buffers, sources):
+            ops.blend_(x, y, alpha)
 
 
 def _settle(storage, keep=None) -> None:

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from . import ops
 from .module import NytoModuleBase
-from .mtype import DIFFERENT_SPECIES, ROOT_MODULE_ID, SpeciesError
+from .mtype import DIFFERENT_SPECIES, SpeciesError
 from .particle_module import ParticleModule, PMProduct
 from .product import ParamProduct, _settle, lincomb
 
@@ -47,13 +47,12 @@ class ApsoResult:
 
 def _kernel_of(particle, what: str = "pool"):
     """The particle kernel of a ParticleModule or a root NytoModule."""
-    if isinstance(particle, ParticleModule):
-        return particle.particle_kernel
-    if isinstance(particle, NytoModuleBase):
-        if particle._module_id != ROOT_MODULE_ID:
+    if isinstance(particle, (ParticleModule, NytoModuleBase)):
+        kernel = particle._whole_kernel()
+        if kernel is None:
             raise SpeciesError(f"{what}: a swarm member must be a whole particle (a root module), "
                                f"not a submodule")
-        return particle._kernel()
+        return kernel
     raise TypeError(f"{what}: members must be ParticleModule or NytoModule instances, "
                     f"got {type(particle).__name__}")
 
@@ -352,9 +351,7 @@ class Swarm(Sequence):
         return len(self._members)
 
     def __getitem__(self, index):
-        if isinstance(index, slice):
-            return self._members[index]
-        return self._members[index]
+        return self._members[index]  # a member, or a list of them for a slice
 
     @property
     def members(self) -> list:
@@ -385,14 +382,13 @@ class Swarm(Sequence):
         launch per group over the [K, N] buffers. ``prev`` and ``prev2`` are swarms
         of this species or :meth:`snapshot` results."""
         beta = _real(beta, "beta")
+        storages = self._sync()
         bufs_prev = self._history(prev, "prev")
         bufs_prev2 = self._history(prev2, "prev2")
-        storages = self._sync()
         for st in storages.values():
             _settle(st)
-        with torch.no_grad():
-            for b, p, p2 in zip(self._base, bufs_prev, bufs_prev2):
-                ops.lincomb_([1.0, beta, -beta], [b, p, p2])
+        for b, p, p2 in zip(self._base, bufs_prev, bufs_prev2):  # buffers never require grad
+            ops.lincomb_([1.0, beta, -beta], [b, p, p2])
         self._bump(storages.values())
         return self
 
@@ -402,13 +398,13 @@ class Swarm(Sequence):
         return [b.clone() for b in self._base]
 
     def _history(self, other, name: str) -> list:
+        """``other``'s [K, N] buffers, checked against this (synced) swarm's."""
         if isinstance(other, Swarm):
             if other.species is not self.species:
                 raise SpeciesError(f"{name}: " + DIFFERENT_SPECIES.format(what="swarms"))
             other = other.buffers()
         if not isinstance(other, (list, tuple)) or len(other) != len(self._base):
             raise TypeError(f"{name} must be a Swarm or a snapshot() of one")
-        self._sync()
         for i, (b, o) in enumerate(zip(self._base, other)):
             if not isinstance(o, Tensor) or o.shape != b.shape or o.dtype != b.dtype or o.device != b.device:
                 raise ValueError(f"{name}[{i}] does not match this swarm's buffer "

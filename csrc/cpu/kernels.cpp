@@ -246,32 +246,39 @@ constexpr auto opmath(double v) {
   return static_cast<at::opmath_type<T>>(v);
 }
 
+// Whether an n-element result of T goes out with streaming stores: large, and
+// not written over one of its inputs (in place, the lines are read anyway).
+template <typename T>
+bool streams(const void* out, const void* const* inputs, int64_t num_inputs, int64_t n) {
+  return n * int64_t{sizeof(T)} >= kStreamBytes &&
+         std::find(inputs, inputs + num_inputs, out) == inputs + num_inputs;
+}
+
+// out = op(x, y) over n elements of T, in parallel.
+template <typename T, typename Op>
+void binary(void* out, const void* x, const void* y, int64_t n, const Op& op) {
+  const void* inputs[] = {x, y};
+  with_stream<T>(streams<T>(out, inputs, 2, n), [&](auto stream) {
+    at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
+      binary_range<decltype(stream)::value>(static_cast<T*>(out) + begin,
+                                            static_cast<const T*>(x) + begin,
+                                            static_cast<const T*>(y) + begin, end - begin, op);
+    });
+  });
+}
+
 void axpby(DType dtype, void* out, const void* x, const void* y, int64_t n, double a,
            double b) {
   dispatch(dtype, [&](auto tag) {
     using T = decltype(tag);
-    const AxpbyOp<at::opmath_type<T>> op{opmath<T>(a), opmath<T>(b)};
-    with_stream<T>(out != x && out != y && n * int64_t{sizeof(T)} >= kStreamBytes, [&](auto stream) {
-      at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
-        binary_range<decltype(stream)::value>(static_cast<T*>(out) + begin,
-                                              static_cast<const T*>(x) + begin,
-                                              static_cast<const T*>(y) + begin, end - begin, op);
-      });
-    });
+    binary<T>(out, x, y, n, AxpbyOp<at::opmath_type<T>>{opmath<T>(a), opmath<T>(b)});
   });
 }
 
 void blend(DType dtype, void* out, const void* x, const void* y, int64_t n, double alpha) {
   dispatch(dtype, [&](auto tag) {
     using T = decltype(tag);
-    const BlendOp<at::opmath_type<T>> op{opmath<T>(alpha)};
-    with_stream<T>(out != x && out != y && n * int64_t{sizeof(T)} >= kStreamBytes, [&](auto stream) {
-      at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
-        binary_range<decltype(stream)::value>(static_cast<T*>(out) + begin,
-                                              static_cast<const T*>(x) + begin,
-                                              static_cast<const T*>(y) + begin, end - begin, op);
-      });
-    });
+    binary<T>(out, x, y, n, BlendOp<at::opmath_type<T>>{opmath<T>(alpha)});
   });
 }
 
@@ -281,8 +288,7 @@ void lincomb(DType dtype, void* out, const void* const* inputs, const double* co
     using T = decltype(tag);
     c10::SmallVector<at::opmath_type<T>, 16> c(coeffs, coeffs + num_inputs);
     const auto* const* in = reinterpret_cast<const T* const*>(inputs);
-    const bool out_is_input = std::find(inputs, inputs + num_inputs, out) != inputs + num_inputs;
-    with_stream<T>(!out_is_input && n * int64_t{sizeof(T)} >= kStreamBytes, [&](auto stream) {
+    with_stream<T>(streams<T>(out, inputs, num_inputs, n), [&](auto stream) {
       at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
         lincomb_range<decltype(stream)::value, T>(static_cast<T*>(out), in, c.data(), num_inputs,
                                                   opmath<T>(bias), begin, end);
