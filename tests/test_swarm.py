@@ -426,19 +426,19 @@ def test_best_index():
 
 # ------------------------------------------------------------------ properties
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings, strategies as hs  # noqa: E402
 
 
 @settings(max_examples=40, deadline=None)
-@given(k=st.integers(1, 7), data=st.data(), replace=st.booleans(), seed=st.integers(0, 2 ** 31),
-       alpha=st.floats(0.01, 0.99))
+@given(k=hs.integers(1, 7), data=hs.data(), replace=hs.booleans(), seed=hs.integers(0, 2 ** 31),
+       alpha=hs.floats(0.01, 0.99))
 def test_apso_step_property_matches_the_seed_loop(k, data, replace, seed, alpha):
     """Any pool size, subset size, losses (ties and infinities included): the step
     equals the seed's sequential loop on the drawn indices, and leaves the best alone."""
-    subset = data.draw(st.integers(1, k))
-    losses = data.draw(st.lists(st.sampled_from([0.0, 1.0, 1.0, 2.5, float("inf"), -3.0]),
+    subset = data.draw(hs.integers(1, k))
+    losses = data.draw(hs.lists(hs.sampled_from([0.0, 1.0, 1.0, 2.5, float("inf"), -3.0]),
                                 min_size=k, max_size=k))
-    pool = Swarm(make_pool(k)) if data.draw(st.booleans()) else make_pool(k)
+    pool = Swarm(make_pool(k)) if data.draw(hs.booleans()) else make_pool(k)
     before = [flat_values(m) for m in pool]
     result = apso_step(pool, losses, alpha, subset, replace=replace,
                        generator=torch.Generator().manual_seed(seed))
