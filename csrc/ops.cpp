@@ -16,6 +16,7 @@
 #include "checks.h"
 #include "cpu/kernels.h"
 #include "ops.h"
+#include "placement.h"
 
 namespace nytorch_ext {
 
@@ -331,6 +332,12 @@ PyObject* build_info(PyObject*, PyObject*) {
 
 PyMethodDef methods[] = {
     {"build_info", build_info, METH_NOARGS, "What this binary was compiled with."},
+    {"views_in_place", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
+                           &nytorch_ext::views_in_place)),
+     METH_FASTCALL, "Whether each parameter is the contiguous view its layout says."},
+    {"entries_are", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
+                        &nytorch_ext::entries_are)),
+     METH_FASTCALL, "Whether dicts[i].get(names[i]) is values[i] for every i."},
     {nullptr, nullptr, 0, nullptr},
 };
 

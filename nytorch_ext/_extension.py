@@ -29,9 +29,15 @@ REQUIRED_OPS = ("axpby", "axpby_out", "blend", "blend_out", "lincomb", "lincomb_
                 "multi_axpby_", "multi_blend_", "blend_noise_", "multi_blend_noise_", "_views")
 
 
-def missing_ops(names=REQUIRED_OPS) -> list:
-    """The ops of ``names`` that the loaded extension does not define."""
-    return [n for n in names if not hasattr(torch.ops.nytorch_ext, n)]
+# Plain Python functions of `_C` (metadata helpers outside the dispatcher).
+REQUIRED_FUNCTIONS = ("build_info", "views_in_place", "entries_are")
+
+
+def missing_ops(names=REQUIRED_OPS, functions=REQUIRED_FUNCTIONS) -> list:
+    """The ops of ``names`` (and functions of ``functions``) that the loaded
+    extension does not define."""
+    return ([n for n in names if not hasattr(torch.ops.nytorch_ext, n)]
+            + [n for n in functions if _C is None or not hasattr(_C, n)])
 
 
 if _C is not None and missing_ops():

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .flat import DEFAULT_POOL, Layout, flatten_into
+from .flat import DEFAULT_POOL, Layout, entries_are, flatten_into, views_in_place
 from .mtype import ROOT_MODULE_ID, ParamConfig
 from .product import ParamProduct, _settle
 
@@ -97,9 +97,7 @@ class Storage:
         return (config_version == self.config_version
                 and (params is self.params
                      or (len(params) == len(self.params) and all(map(operator.is_, params, self.params))))
-                and [p.data_ptr() for p in params] == self.addresses
-                and [p.shape for p in params] == self.layout.sizes
-                and all(map(torch.Tensor.is_contiguous, params)))
+                and views_in_place(params, self.addresses, self.layout.sizes))
 
 
 def _shallow_copy(module: nn.Module) -> nn.Module:
@@ -302,7 +300,7 @@ class ParticleKernel:
             places = self.places
             cache = (places, [d for d, _, _ in places], [n for _, n, _ in places], [p for _, _, p in places])
             self._place_lists = cache
-        return all(map(operator.is_, map(dict.get, cache[1], cache[2]), cache[3]))
+        return entries_are(cache[1], cache[2], cache[3])
 
     def _replay(self, change: Change) -> None:
         with torch.no_grad():

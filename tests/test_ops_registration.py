@@ -266,8 +266,12 @@ def test_a_stale_build_is_detected_by_its_missing_ops():
     from nytorch_ext import _extension
     if ops.is_compiled():
         assert _extension.missing_ops() == []  # this build defines every op Python expects
-    assert _extension.missing_ops(("blend", "no_such_op")) == ["no_such_op"]
+    assert _extension.missing_ops(("blend", "no_such_op"), ()) == ["no_such_op"]
     assert set(_extension.REQUIRED_OPS) >= {"blend_noise_", "multi_blend_noise_", "_views"}
+    # the plain functions of _C count too (a build without them is as stale)
+    assert set(_extension.REQUIRED_FUNCTIONS) >= {"views_in_place", "entries_are"}
+    if ops.is_compiled():
+        assert _extension.missing_ops((), ("views_in_place", "no_such_function")) == ["no_such_function"]
 
 
 def test_disabled_extension_runs_on_the_fallback(tmp_path):
