@@ -16,7 +16,8 @@
 #include "checks.h"
 #include "cpu/kernels.h"
 #include "ops.h"
-#include "placement.h"
+#include "python_functions.h"
+#include "strides.h"
 
 namespace nytorch_ext {
 
@@ -203,12 +204,7 @@ std::vector<at::Tensor> views(const at::Tensor& flat, c10::IntArrayRef offsets,
     TORCH_CHECK_VALUE(at + n <= shapes.size(), "shapes is shorter than ndims says");
     const auto shape = shapes.slice(at, n);
     at += n;
-    strides.assign(n, 1);
-    int64_t numel = 1;
-    for (size_t d = n; d-- > 0;) {
-      strides[d] = numel;
-      numel *= shape[d];
-    }
+    const int64_t numel = contiguous_strides(shape, strides);
     TORCH_CHECK_VALUE(offsets[i] >= 0 && offsets[i] + numel <= flat.numel(), "view ", i,
                       " (offset ", offsets[i], ", ", numel, " elements) is outside flat");
     out.push_back(flat.as_strided(shape, strides, flat.storage_offset() + offsets[i]));
@@ -338,6 +334,9 @@ PyMethodDef methods[] = {
     {"entries_are", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
                         &nytorch_ext::entries_are)),
      METH_FASTCALL, "Whether dicts[i].get(names[i]) is values[i] for every i."},
+    {"parameter_views", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
+                            &nytorch_ext::parameter_views)),
+     METH_FASTCALL, "nn.Parameter objects that are contiguous views of a flat buffer."},
     {nullptr, nullptr, 0, nullptr},
 };
 

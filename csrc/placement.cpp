@@ -14,7 +14,7 @@
 
 #include <torch/csrc/autograd/python_variable.h>
 
-#include "placement.h"
+#include "python_functions.h"
 
 namespace nytorch_ext {
 namespace {

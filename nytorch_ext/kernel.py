@@ -113,9 +113,6 @@ def _shallow_copy(module: nn.Module) -> nn.Module:
     return new
 
 
-_make_parameter = torch.Tensor._make_subclass  # nn.Parameter(data, rg) without the Python layers
-
-
 class ParticleKernel:
     """The structure and storage of one particle."""
 
@@ -479,8 +476,7 @@ class ParticleKernel:
         layout = product.layout
         kernel = ParticleKernel(self.species, self.species.version)
         old = self.params
-        operational = list(map(_make_parameter, repeat(nn.Parameter), layout.views(buffers),
-                               [old[pid].requires_grad for pid in layout.pids]))
+        operational = layout.parameters(buffers, [old[pid].requires_grad for pid in layout.pids])
         new_params = dict(zip(layout.pids, operational))
         if len(new_params) != len(old):
             config = self.species.config

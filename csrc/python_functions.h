@@ -1,4 +1,5 @@
-// Metadata checks for the particle code, exposed on the Python module `_C`.
+// Plain functions of the Python module `_C` (not torch ops): metadata checks and
+// object construction for the particle code, where the dispatcher has no role.
 #pragma once
 #include <Python.h>
 
@@ -8,5 +9,7 @@ namespace nytorch_ext {
 PyObject* views_in_place(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
 // entries_are(dicts, names, values) -> bool (placement.cpp).
 PyObject* entries_are(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
+// parameter_views(flat, offsets, shapes, ndims, requires_grad) -> list (parameters.cpp).
+PyObject* parameter_views(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
 
 }  // namespace nytorch_ext
