@@ -337,6 +337,9 @@ PyMethodDef methods[] = {
     {"parameter_views", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
                             &nytorch_ext::parameter_views)),
      METH_FASTCALL, "nn.Parameter objects that are contiguous views of a flat buffer."},
+    {"copy_module_tree", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
+                             &nytorch_ext::copy_module_tree)),
+     METH_FASTCALL, "Shallow copies of a particle's modules with their own tables."},
     {nullptr, nullptr, 0, nullptr},
 };
 

@@ -127,7 +127,8 @@ class ParticleKernel:
         # ParticleModule root (no kernel reference, no cycle) can still report them.
         self.cell = [False, species]
         self._buffer_ids: dict = {}
-        self.places: list = []  # (parameter dict, name, Parameter) for each placement
+        # Each placement of a parameter: (parameter dicts, names, Parameters), parallel lists.
+        self.places: tuple = ([], [], [])
         self.param_places: dict = {}   # pid -> (mid, name) of its first placement
         self.module_places: dict = {}  # mid -> (parent mid, name)
         species.members.add(self)
@@ -158,7 +159,6 @@ class ParticleKernel:
         state = dict(self.__dict__)
         state["storage"] = None
         state.pop("_operational", None)
-        state.pop("_place_lists", None)
         return state
 
     def __setstate__(self, state):
@@ -181,7 +181,7 @@ class ParticleKernel:
 
         seen_params: set = set()
         seen_modules: set = {id(root)}
-        places = []
+        places: tuple = ([], [], [])
         param_places: dict = {}
         module_places: dict = {}
         # Pre-order, each module's parameters and children interleaved in the order
@@ -200,7 +200,9 @@ class ParticleKernel:
                 continue
             owner, name, value = item
             if isinstance(value, nn.Parameter) or name in owner._parameters:
-                places.append((owner._parameters, name, value))
+                places[0].append(owner._parameters)
+                places[1].append(name)
+                places[2].append(value)
                 if id(value) in seen_params:  # tied: one id
                     continue
                 seen_params.add(id(value))
@@ -292,12 +294,7 @@ class ParticleKernel:
 
     def _placed(self) -> bool:
         """Every parameter is still where the last scan found it (dict lookups in C)."""
-        cache = self.__dict__.get("_place_lists")
-        if cache is None or cache[0] is not self.places:
-            places = self.places
-            cache = (places, [d for d, _, _ in places], [n for _, n, _ in places], [p for _, _, p in places])
-            self._place_lists = cache
-        return entries_are(cache[1], cache[2], cache[3])
+        return entries_are(*self.places)
 
     def _replay(self, change: Change) -> None:
         with torch.no_grad():
@@ -443,22 +440,27 @@ class ParticleKernel:
 
     # ------------------------------------------------------------- particles
 
-    def _build_plan(self) -> list:
-        """Per module: (mid, child names, child mids, parameter names, pids, is a
-        NytoModule). The same for every member of the species at one version, so it
-        is computed once per structural version, not once per new particle."""
+    def _build_plan(self) -> tuple:
+        """How to copy the module tree, the same for every member of the species at
+        one version (computed once per structural version, not per new particle):
+        ``(mids, parameter names, parameter positions in pid order, child names,
+        child positions in mids, NytoModule ids or None)``, one entry per module in
+        pre-order."""
         version, plan = self.species._plan
-        if version == self.species.version and plan is not None and len(plan) == len(self.modules):
+        if version == self.species.version and plan is not None and len(plan[0]) == len(self.modules):
             return plan
-        pid_of = {id(p): pid for pid, p in self.params.items()}
-        mid_of = {id(m): mid for mid, m in self.modules.items()}
-        plan = []
+        pid_pos = {id(p): i for i, p in enumerate(self.params.values())}
+        mid_pos = {id(m): i for i, m in enumerate(self.modules.values())}
+        plan = (list(self.modules), [], [], [], [], [])
+        mids, param_names, param_index, child_names, child_index, nyto_ids = plan
         for mid, module in self.modules.items():
-            children = [(n, mid_of[id(c)]) for n, c in module._modules.items() if c is not None and id(c) in mid_of]
-            params = [(n, pid_of[id(p)]) for n, p in module._parameters.items() if p is not None and id(p) in pid_of]
-            plan.append((mid, tuple(n for n, _ in children), tuple(m for _, m in children),
-                         tuple(n for n, _ in params), tuple(p for _, p in params),
-                         getattr(type(module), "_is_nyto_module", False)))
+            params = [(n, pid_pos[id(p)]) for n, p in module._parameters.items() if p is not None and id(p) in pid_pos]
+            children = [(n, mid_pos[id(c)]) for n, c in module._modules.items() if c is not None and id(c) in mid_pos]
+            param_names.append(tuple(n for n, _ in params))
+            param_index.append(tuple(i for _, i in params))
+            child_names.append(tuple(n for n, _ in children))
+            child_index.append(tuple(i for _, i in children))
+            nyto_ids.append(mid if getattr(type(module), "_is_nyto_module", False) else None)
         self.species._plan = (self.species.version, plan)
         return plan
 
@@ -470,53 +472,74 @@ class ParticleKernel:
         return self.build_kernel(product).modules[product.module_id]
 
     def build_kernel(self, product: ParamProduct) -> "ParticleKernel":
-        """As build(), returning the new particle's kernel. (The loops run in C
-        where they can: this is most of the cost of a particle of many small tensors.)"""
+        """As build(), returning the new particle's kernel. (Parameters and module
+        objects are made in C when the extension is loaded: that is most of the cost
+        of a particle of many small tensors.)"""
         buffers = product.buffers()
         layout = product.layout
         kernel = ParticleKernel(self.species, self.species.version)
         old = self.params
         operational = layout.parameters(buffers, [old[pid].requires_grad for pid in layout.pids])
-        new_params = dict(zip(layout.pids, operational))
-        if len(new_params) != len(old):
+        if len(operational) == len(old):  # every parameter operational: layout order is pid order
+            values = operational
+        else:
+            new_params = dict(zip(layout.pids, operational))
             config = self.species.config
             for pid, p in self._operational_cache()[2]:  # non-operational: cloned or shared
                 value = product.extras.get(pid, p)
                 new_params[pid] = nn.Parameter(value.detach().clone(), p.requires_grad) \
                     if config[pid].clone else value
-        plan = self._build_plan()
-        modules = self.modules
-        copies = {}
-        for mid, *_ in plan:  # every module object first: children refer to them
-            source = modules[mid]
-            new = object.__new__(type(source))
-            new.__dict__.update(source.__dict__)
-            copies[mid] = new
-        places = []
-        for mid, child_names, child_mids, param_names, pids, nyto in plan:
-            source, d = modules[mid], copies[mid].__dict__
-            table = dict(source._parameters)
-            if pids:
-                params = list(map(new_params.__getitem__, pids))
-                table.update(zip(param_names, params))
-                places.extend(zip(repeat(table), param_names, params))
-            d["_parameters"] = table
-            table = dict(source._modules)
-            if child_mids:
-                table.update(zip(child_names, map(copies.__getitem__, child_mids)))
-            d["_modules"] = table
-            d["_buffers"] = dict(source._buffers)
-            if nyto:  # a new particle: live kernel reference
-                d["_particle_kernel"], d["_module_id"], d["_nyto_cell"] = kernel, mid, kernel.cell
-        kernel.modules = OrderedDict(copies)
-        kernel.places = places
-        kernel.params = OrderedDict(zip(old, map(new_params.__getitem__, old)))
+            values = list(map(new_params.__getitem__, old))
+        mids, param_names, param_index, child_names, child_index, nyto_ids = self._build_plan()
+        copies, kernel.places = copy_module_tree(list(map(self.modules.__getitem__, mids)), param_names,
+                                                 param_index, child_names, child_index, values, nyto_ids,
+                                                 kernel, kernel.cell)
+        kernel.modules = OrderedDict(zip(mids, copies))
+        kernel.params = OrderedDict(zip(old, values))
         kernel._buffer_ids = dict(self._buffer_ids)
         kernel.param_places, kernel.module_places = self.param_places, self.module_places  # same ids, same names
         # The views were made from the product's layout: the storage is in place.
         kernel.storage = Storage(layout, buffers, operational, layout.addresses(buffers),
                                  self.species.config_version, own_counters=False)
         return kernel
+
+
+def _python_copy_module_tree(sources, param_names, param_index, child_names, child_index,
+                             params, nyto_ids, kernel, cell) -> tuple:
+    """The fallback of ``_C.copy_module_tree`` (csrc/module_tree.cpp): new module
+    objects sharing each source's attributes, with their own parameter, child and
+    buffer dictionaries; returns (modules, (parameter dicts, names, Parameters)),
+    the last three one entry per placement."""
+    copies = []
+    for source in sources:  # every object first: children come later in pre-order
+        new = object.__new__(type(source))
+        new.__dict__.update(source.__dict__)
+        copies.append(new)
+    places: tuple = ([], [], [])
+    for i, source in enumerate(sources):
+        d = copies[i].__dict__
+        table = d["_parameters"] = dict(source._parameters)
+        if param_names[i]:
+            placed = list(map(params.__getitem__, param_index[i]))
+            table.update(zip(param_names[i], placed))
+            places[0].extend(repeat(table, len(placed)))
+            places[1].extend(param_names[i])
+            places[2].extend(placed)
+        table = d["_modules"] = dict(source._modules)
+        if child_names[i]:
+            table.update(zip(child_names[i], map(copies.__getitem__, child_index[i])))
+        d["_buffers"] = dict(source._buffers)
+        if nyto_ids[i] is not None:  # a new particle: live kernel reference
+            d["_particle_kernel"], d["_module_id"], d["_nyto_cell"] = kernel, nyto_ids[i], cell
+    return copies, places
+
+
+def _load_copy_module_tree():
+    from ._extension import _C
+    return _C.copy_module_tree if _C is not None else _python_copy_module_tree
+
+
+copy_module_tree = _load_copy_module_tree()
 
 
 def _members_in_order(module: nn.Module):

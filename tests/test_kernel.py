@@ -551,3 +551,99 @@ def test_get_param_id_and_config_follow_structure_changes():
     a.set_param_config(operational=False, name="extra")
     r = b + 10
     assert r.extra.tolist() == [1.0] and r.weight.tolist() == [12.0]
+
+
+# ------------------------------------------------ copying the module tree (C and Python)
+
+class _Tied(nyto.NytoModule):
+    """Nested NytoModules, plain children, a tied parameter, None entries, buffers
+    and a frozen parameter: every kind of entry the tree copy handles."""
+
+    def __init__(self):
+        super().__init__()
+        self.outer = Outer()
+        self.fc = nn.Linear(2, 2)
+        self.bn = nn.BatchNorm1d(2)
+        self.tied = self.fc.weight
+        self.register_parameter("absent", None)
+        self.empty = None
+        self.frozen = nn.Parameter(torch.ones(2), requires_grad=False)
+
+
+def _copy_tree_with(impl, root):
+    from nytorch_ext import kernel as kernel_module
+    k = root._particle_kernel
+    k.touch()
+    mids, pnames, pindex, cnames, cindex, nyto_ids = k._build_plan()
+    new = kernel_module.ParticleKernel(k.species, k.species.version)
+    params = [nn.Parameter(p.detach().clone(), p.requires_grad) for p in k.params.values()]
+    modules, places = impl([k.modules[m] for m in mids], pnames, pindex, cnames, cindex, params,
+                           nyto_ids, new, new.cell)
+    return k, mids, params, new, modules, places
+
+
+def _tree_copy_impls():
+    from nytorch_ext import kernel as kernel_module
+    from nytorch_ext._extension import _C
+    compiled = pytest.mark.skipif(_C is None, reason="the compiled extension is not loaded")
+    return [pytest.param(kernel_module._python_copy_module_tree, id="python"),
+            pytest.param(getattr(_C, "copy_module_tree", None), id="compiled", marks=compiled)]
+
+
+@pytest.mark.parametrize("impl", _tree_copy_impls())
+def test_copy_module_tree_makes_shallow_copies_with_own_tables(impl):
+    root = _Tied()
+    k, mids, params, new, modules, (dicts, names, placed) = _copy_tree_with(impl, root)
+    pos = {id(p): i for i, p in enumerate(k.params.values())}
+    mid_of = {id(m): mid for mid, m in k.modules.items()}
+    copies = dict(zip(mids, modules))
+    assert len(dicts) == len(names) == len(placed) == len(k.places[0])
+    for mid, copy_ in copies.items():
+        source = k.modules[mid]
+        assert type(copy_) is type(source) and copy_ is not source
+        for table in ("_parameters", "_modules", "_buffers"):
+            assert getattr(copy_, table) is not getattr(source, table)
+            assert list(getattr(copy_, table)) == list(getattr(source, table))  # same names, same order
+        for name, value in source.__dict__.items():  # everything else is shared
+            if name not in ("_parameters", "_modules", "_buffers", "_particle_kernel", "_nyto_cell"):
+                assert copy_.__dict__[name] is value, name
+        for name, p in source._parameters.items():  # parameters: the new ones (None stays None)
+            assert copy_._parameters[name] is (None if p is None else params[pos[id(p)]])
+        for name, child in source._modules.items():  # children: the new copies
+            assert copy_._modules[name] is (None if child is None else copies[mid_of[id(child)]])
+        assert copy_._buffers == source._buffers  # the same buffer tensors (shared, as nytorch)
+        if getattr(type(source), "_is_nyto_module", False):
+            assert copy_.__dict__["_particle_kernel"] is new and copy_.__dict__["_nyto_cell"] is new.cell
+            assert copy_.__dict__["_module_id"] == mid
+    assert copies[mids[0]].tied is copies[mids[0]].fc.weight  # tied stays tied
+    for d, name, p in zip(dicts, names, placed):
+        assert d[name] is p and any(d is m._parameters for m in modules)
+
+
+def test_compiled_copy_module_tree_rejects_bad_plans():
+    from nytorch_ext._extension import _C
+    if _C is None:
+        pytest.skip("the compiled extension is not loaded")
+    root = _Tied()
+    k = root._particle_kernel
+    k.touch()
+    mids, pnames, pindex, cnames, cindex, nyto_ids = k._build_plan()
+    sources = [k.modules[m] for m in mids]
+    params = list(k.params.values())
+    args = [sources, pnames, pindex, cnames, cindex, params, nyto_ids, k, k.cell]
+    with pytest.raises(TypeError, match="takes 9 arguments"):
+        _C.copy_module_tree(*args[:8])
+    with pytest.raises(TypeError, match="argument 0 must be a list"):
+        _C.copy_module_tree(tuple(sources), *args[1:])
+    with pytest.raises(ValueError, match="one plan entry per source module"):
+        _C.copy_module_tree(sources[:1], *args[1:])
+    with pytest.raises(IndexError, match="out of range"):
+        _C.copy_module_tree(sources, pnames, pindex, cnames, cindex, params[:1], nyto_ids, k, k.cell)
+    bad_names = [("w",)] + pnames[1:]
+    with pytest.raises(TypeError, match="tuples of one length"):
+        _C.copy_module_tree(sources, bad_names, *args[2:])
+    odd = nn.Linear(1, 1)
+    odd.__dict__["_parameters"] = [1]  # not a dict
+    with pytest.raises(TypeError, match="_parameters is not a dict"):
+        _C.copy_module_tree([odd], [()], [()], [()], [()], [], [None], k, k.cell)
+    assert [type(m) for m in _C.copy_module_tree(*args)[0]] == [type(s) for s in sources]
