@@ -125,9 +125,11 @@ PyObject* copy_module_tree(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     PyObject* source = PyList_GET_ITEM(sources, i);
     PyObject* copy = PyList_GET_ITEM(modules, i);
     PyObject* source_dict = PyObject_GenericGetDict(source, nullptr);
-    PyObject* dict = PyObject_GenericGetDict(copy, nullptr);
+    // A copy of the source's dict set as the new object's: cloning a dict is a
+    // copy of its table, where inserting the entries one by one resizes it twice.
+    PyObject* dict = source_dict ? PyDict_Copy(source_dict) : nullptr;
     PyObject *p_table = nullptr, *m_table = nullptr, *b_table = nullptr;
-    bool ok = source_dict && dict && PyDict_Update(dict, source_dict) == 0;
+    bool ok = dict && PyObject_GenericSetDict(copy, dict, nullptr) == 0;
     ok = ok && (p_table = table_copy(source_dict, names.parameters)) &&
          (m_table = table_copy(source_dict, names.modules)) &&
          (b_table = table_copy(source_dict, names.buffers));
