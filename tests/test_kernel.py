@@ -647,3 +647,44 @@ def test_compiled_copy_module_tree_rejects_bad_plans():
     with pytest.raises(TypeError, match="_parameters is not a dict"):
         _C.copy_module_tree([odd], [()], [()], [()], [()], [], [None], k, k.cell)
     assert [type(m) for m in _C.copy_module_tree(*args)[0]] == [type(s) for s in sources]
+
+
+def _lifecycle(seed: int) -> dict:
+    """A particle's life through every path the C helpers serve: build (module()),
+    arithmetic, blend, forward/backward, an optimizer step, re-flattening after
+    .double(), a structural change reaching another particle at touch()."""
+    torch.manual_seed(seed)
+    a = nyto.ParticleModule(Big())
+    b = a.randn()
+    c = (0.25 * a.product() + 0.75 * b.product()).module()
+    d = c.blend(a, 0.5)
+    x = torch.randn(2, 1, 4, 4)
+    d(x).sum().backward()
+    torch.optim.SGD(d.parameters(), lr=0.1).step()
+    e = (d + c) * 0.5
+    e.double()
+    f = e + 1.0
+    with nyto.GetNytoModule(a) as root:
+        root.extra = nn.Parameter(torch.ones(3))
+    g = a * 2.0
+    c.touch()
+    return {name: values(m) for name, m in dict(a=a, b=b, c=c, d=d, e=e, f=f, g=g).items()} | {
+        "c_names": [n for n, _ in c.named_parameters()], "f_dtype": str(next(f.parameters()).dtype)}
+
+
+def test_python_fallbacks_of_the_particle_helpers_give_the_same_particles(monkeypatch):
+    from nytorch_ext import flat, kernel as kernel_module
+    compiled = _lifecycle(3)
+    monkeypatch.setattr(kernel_module, "copy_module_tree", kernel_module._python_copy_module_tree)
+    monkeypatch.setattr(kernel_module, "views_in_place", flat._python_views_in_place)
+    monkeypatch.setattr(kernel_module, "entries_are", flat._python_entries_are)
+    monkeypatch.setattr(flat, "_parameter_views", None)
+    python = _lifecycle(3)
+    assert compiled.keys() == python.keys()
+    for key in compiled:
+        if isinstance(compiled[key], dict):
+            assert compiled[key].keys() == python[key].keys(), key
+            for name in compiled[key]:
+                assert torch.equal(torch.as_tensor(compiled[key][name]), torch.as_tensor(python[key][name])), (key, name)
+        else:
+            assert compiled[key] == python[key], key
