@@ -123,9 +123,7 @@ class Layout:
         product, particle and view that uses them is gone."""
         if pool is None:
             return [_fresh(g.size, g.dtype, g.device) for g in self.groups]
-        buffers = [pool.take(g.size, g.dtype, g.device) for g in self.groups]
-        pool.give(buffers)
-        return buffers
+        return [pool.lend(g.size, g.dtype, g.device) for g in self.groups]
 
     def views(self, buffers: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """One view per slot, in slot order, of its group's buffer: one C++ call per
@@ -230,6 +228,23 @@ class BufferPool:
             if _unused(bucket, i):
                 return bucket.pop(i)
         return _fresh(size, dtype, device)
+
+    def lend(self, size: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """``take`` and ``give`` in one: a buffer that stays tracked, recycled (moved
+        to the back, the most recently used) when one is unused, else fresh (then
+        none was unused: nothing to trim). Trimming scans the bucket, so it runs
+        only when more than ``max_free`` unused buffers may be left."""
+        bucket = self._tracked.setdefault((size, dtype, device), [])
+        for i in range(len(bucket)):
+            if _unused(bucket, i):
+                buf = bucket.pop(i)
+                bucket.append(buf)
+                if len(bucket) > self.max_free + 1:
+                    self._trim(bucket)
+                return buf
+        buf = _fresh(size, dtype, device)
+        bucket.append(buf)
+        return buf
 
     def give(self, buffers: Iterable[torch.Tensor]) -> None:
         """Track buffers for reuse once nothing else holds them."""

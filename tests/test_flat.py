@@ -86,6 +86,26 @@ def test_pool_keeps_at_most_max_free_unused_buffers():
     assert a.data_ptr() != b.data_ptr()
 
 
+def test_pool_lends_tracked_buffers_and_keeps_at_most_max_free_unused():
+    pool = BufferPool(max_free=1)
+    cpu = torch.device("cpu")
+    key = (16, torch.float32, cpu)
+    first = pool.lend(16, torch.float32, cpu)
+    address = first.data_ptr()
+    assert pool._tracked[key] == [first]  # tracked while in use
+    second = pool.lend(16, torch.float32, cpu)  # first is held: a fresh one
+    assert second.data_ptr() != address and len(pool._tracked[key]) == 2
+    del first
+    again = pool.lend(16, torch.float32, cpu)  # the unused one, still tracked, moved to the back
+    assert again.data_ptr() == address and pool._tracked[key][-1] is again and len(pool._tracked[key]) == 2
+    del second, again
+    held = [pool.lend(16, torch.float32, cpu) for _ in range(5)]  # two reused, three fresh
+    assert len({t.data_ptr() for t in held}) == 5 and len(pool._tracked[key]) == 5
+    del held  # five unused now
+    kept = pool.lend(16, torch.float32, cpu)  # reuses one and trims the rest to max_free
+    assert len(pool._tracked[key]) == 1 + pool.max_free and pool._tracked[key][-1] is kept
+
+
 def test_replacing_live_particles_one_by_one_reuses_their_buffers(monkeypatch):
     """The seed's APSO loop: K particles alive, each replaced by a new one in turn.
     Every new particle's buffer is the one its predecessor freed (no page faults)."""
