@@ -46,24 +46,30 @@ PyObject* views_in_place(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
                  PyList_GET_SIZE(addresses), PyList_GET_SIZE(shapes));
     return nullptr;
   }
-  for (Py_ssize_t i = 0; i < n; ++i) {
-    PyObject* p = PyList_GET_ITEM(params, i);
-    PyObject* shape = PyList_GET_ITEM(shapes, i);
-    if (!THPVariable_Check(p) || !PyTuple_Check(shape)) {
-      PyErr_Format(PyExc_TypeError, "views_in_place: params[%zd] is not a tensor or shapes[%zd] "
-                   "is not a torch.Size", i, i);
-      return nullptr;
+  try {
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      PyObject* p = PyList_GET_ITEM(params, i);
+      PyObject* shape = PyList_GET_ITEM(shapes, i);
+      if (!THPVariable_Check(p) || !PyTuple_Check(shape)) {
+        PyErr_Format(PyExc_TypeError, "views_in_place: params[%zd] is not a tensor or "
+                     "shapes[%zd] is not a torch.Size", i, i);
+        return nullptr;
+      }
+      const at::Tensor& t = THPVariable_Unpack(p);
+      const long long expected = PyLong_AsLongLong(PyList_GET_ITEM(addresses, i));
+      if (expected == -1 && PyErr_Occurred()) return nullptr;
+      const bool shaped = same_shape(t, shape);
+      if (PyErr_Occurred()) return nullptr;  // a shape entry that was not an int
+      // An empty view holds no data: where it points does not matter (torch reports 0).
+      if (!shaped || !t.is_contiguous() ||
+          (t.numel() != 0 && reinterpret_cast<std::intptr_t>(t.const_data_ptr()) != expected)) {
+        Py_RETURN_FALSE;
+      }
     }
-    const at::Tensor& t = THPVariable_Unpack(p);
-    // An empty view holds no data: where it points does not matter (torch reports 0).
-    const auto address = t.numel() == 0 ? 0 : reinterpret_cast<std::intptr_t>(t.const_data_ptr());
-    const long long expected = PyLong_AsLongLong(PyList_GET_ITEM(addresses, i));
-    if (expected == -1 && PyErr_Occurred()) return nullptr;
-    if ((t.numel() != 0 && address != expected) || !same_shape(t, shape) || !t.is_contiguous()) {
-      Py_RETURN_FALSE;
-    }
+  } catch (const std::exception& e) {  // e.g. a tensor without storage: no C++ exception may
+    PyErr_SetString(PyExc_RuntimeError, e.what());  // cross into the interpreter
+    return nullptr;
   }
-  if (PyErr_Occurred()) return nullptr;  // a shape entry that was not an int
   Py_RETURN_TRUE;
 }
 

@@ -204,6 +204,10 @@ def test_compiled_placement_checks_reject_bad_arguments():
         _C.views_in_place(params, layout.addresses(buffers)[:5], layout.sizes)
     with pytest.raises(TypeError, match=r"params\[0\] is not a tensor"):
         _C.views_in_place([1.0] + params[1:], layout.addresses(buffers), layout.sizes)
+    with pytest.raises(TypeError):  # a shape entry that is not an int: the error, not a wrong answer
+        _C.views_in_place(params[:1], layout.addresses(buffers)[:1], [("3", 3)])
+    with pytest.raises(TypeError):
+        _C.views_in_place(params[:1], ["x"], layout.sizes[:1])
     with pytest.raises(TypeError, match=r"dicts\[0\] is not a dict"):
         _C.entries_are([[1]], ["w"], [None])
     with pytest.raises(ValueError, match="1 dicts but 2 names"):

@@ -688,3 +688,14 @@ def test_python_fallbacks_of_the_particle_helpers_give_the_same_particles(monkey
                 assert torch.equal(torch.as_tensor(compiled[key][name]), torch.as_tensor(python[key][name])), (key, name)
         else:
             assert compiled[key] == python[key], key
+
+
+def test_particles_on_the_meta_device_build_and_combine():
+    """Tensors without data (meta) go through the placement checks and the C
+    builders like any other device."""
+    with torch.device("meta"):
+        a = nyto.ParticleModule(Big())
+    b = (0.5 * a.product() + 0.5 * a.product()).module()
+    c = b.blend(a, 0.25)
+    assert all(p.device.type == "meta" for p in c.parameters())
+    assert [n for n, _ in c.named_parameters()] == [n for n, _ in a.named_parameters()]
