@@ -208,24 +208,14 @@ class ParticleKernel:
                 if id(value) in seen_params:  # tied: one id
                     continue
                 seen_params.add(id(value))
-                pid = pid_of.get(id(value))
-                if pid is None:
-                    pid = species.next_pid
-                    species.next_pid += 1
-                    pid_of[id(value)] = pid
-                    change.added_params.append((pid, mid, name, value))
+                pid = _id_for(value, pid_of, species, "next_pid", change.added_params, mid, name)
                 params[pid] = value
                 param_places[pid] = (mid, name)
                 continue
             if id(value) in seen_modules:  # shared module: one id
                 continue
             seen_modules.add(id(value))
-            cmid = mid_of.get(id(value))
-            if cmid is None:
-                cmid = species.next_mid
-                species.next_mid += 1
-                mid_of[id(value)] = cmid
-                change.added_modules.append((cmid, mid, name, value))
+            cmid = _id_for(value, mid_of, species, "next_mid", change.added_modules, mid, name)
             module_places[cmid] = (mid, name)
             _adopt(value, self, cmid)
             modules[cmid] = value
@@ -542,6 +532,20 @@ def _load_copy_module_tree():
 
 
 copy_module_tree = _load_copy_module_tree()
+
+
+def _id_for(value, ids: dict, species: Species, counter: str, added: list, parent_mid: int, name: str) -> int:
+    """The id ``ids`` knows for ``value`` (by object identity), or a new one from the
+    species' ``counter`` ("next_pid" / "next_mid"), recording (id, parent module id,
+    name, value) in ``added``."""
+    known = ids.get(id(value))
+    if known is not None:
+        return known
+    new = getattr(species, counter)
+    setattr(species, counter, new + 1)
+    ids[id(value)] = new
+    added.append((new, parent_mid, name, value))
+    return new
 
 
 def _members_in_order(module: nn.Module):
