@@ -49,12 +49,12 @@ def _load_placement_functions():
     return _C.views_in_place, _C.entries_are, _C.parameter_views
 
 
+# views_in_place(params, addresses, shapes): each parameter is contiguous, has its
+# shape (a torch.Size) and its data at its address (ignored for empty ones); one C
+# call with the extension, ~0.2 us per parameter in Python without it.
+# entries_are(dicts, names, values): dicts[i].get(names[i]) is values[i] for every i
+# (a parameter still in its place).
 views_in_place, entries_are, _parameter_views = _load_placement_functions()
-"""``views_in_place(params, addresses, shapes)``: each parameter is contiguous, has
-its shape (a torch.Size) and its data at its address (ignored for empty ones). One
-C call with the extension; ~0.2 us per parameter in Python without it.
-``entries_are(dicts, names, values)``: ``dicts[i].get(names[i]) is values[i]`` for
-every i (a parameter still in its place)."""
 
 
 @dataclass(frozen=True)

@@ -498,29 +498,22 @@ class ParticleKernel:
 
 def _python_copy_module_tree(sources, param_names, param_index, child_names, child_index,
                              params, nyto_ids, kernel, cell) -> tuple:
-    """The fallback of ``_C.copy_module_tree`` (csrc/module_tree.cpp): new module
-    objects sharing each source's attributes, with their own parameter, child and
-    buffer dictionaries; returns (modules, (parameter dicts, names, Parameters)),
-    the last three one entry per placement."""
-    copies = []
-    for source in sources:  # every object first: children come later in pre-order
-        new = object.__new__(type(source))
-        new.__dict__.update(source.__dict__)
-        copies.append(new)
+    """The fallback of ``_C.copy_module_tree`` (csrc/module_tree.cpp): a
+    ``_shallow_copy`` of each source whose parameters and children are the new
+    ones; returns (modules, (parameter dicts, names, Parameters)), the last three
+    one entry per placement."""
+    copies = list(map(_shallow_copy, sources))  # every object first: children come later in pre-order
     places: tuple = ([], [], [])
-    for i, source in enumerate(sources):
-        d = copies[i].__dict__
-        table = d["_parameters"] = dict(source._parameters)
+    for i, new in enumerate(copies):
+        d = new.__dict__
         if param_names[i]:
             placed = list(map(params.__getitem__, param_index[i]))
-            table.update(zip(param_names[i], placed))
-            places[0].extend(repeat(table, len(placed)))
+            d["_parameters"].update(zip(param_names[i], placed))
+            places[0].extend(repeat(d["_parameters"], len(placed)))
             places[1].extend(param_names[i])
             places[2].extend(placed)
-        table = d["_modules"] = dict(source._modules)
         if child_names[i]:
-            table.update(zip(child_names[i], map(copies.__getitem__, child_index[i])))
-        d["_buffers"] = dict(source._buffers)
+            d["_modules"].update(zip(child_names[i], map(copies.__getitem__, child_index[i])))
         if nyto_ids[i] is not None:  # a new particle: live kernel reference
             d["_particle_kernel"], d["_module_id"], d["_nyto_cell"] = kernel, nyto_ids[i], cell
     return copies, places
