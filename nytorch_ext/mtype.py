@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import OrderedDict as OrderedDictType
+
+from torch import nn
 
 ROOT_MODULE_ID = 0
 ModuleID = int
 ParamID = int
+Module = nn.Module
+ParamType = nn.Parameter
 
 
 @dataclass
@@ -21,6 +26,12 @@ class ParamConfig:
 
     def copy(self) -> "ParamConfig":
         return ParamConfig(self.operational, self.clone)
+
+
+# nytorch.mtype's aliases for the tables a species keeps, by id.
+ModuleDict = OrderedDictType[ModuleID, Module]
+ParamDict = OrderedDictType[ParamID, ParamType]
+ConfigDict = OrderedDictType[ParamID, ParamConfig]
 
 
 DIFFERENT_SPECIES = (
