@@ -36,7 +36,9 @@ class Change:
     removed_modules: list = field(default_factory=list)  # (mid, parent_mid, name, set to None?)
     added_params: list = field(default_factory=list)     # (pid, mid, name, source Parameter)
     removed_params: list = field(default_factory=list)   # (pid, mid, name, set to None?)
-    buffers: list = field(default_factory=list)          # (mid, name, tensor or None, persistent)
+    # (mid, name, tensor or None, persistent, removed): None with removed False is
+    # `module.buf = None`, which keeps the name registered, as torch does.
+    buffers: list = field(default_factory=list)
 
 
 class Species:
@@ -98,6 +100,18 @@ class Storage:
                 and (params is self.params
                      or (len(params) == len(self.params) and all(map(operator.is_, params, self.params))))
                 and views_in_place(params, self.addresses, self.layout.sizes))
+
+
+def _clear_name(module: nn.Module, name: str, kind: str) -> None:
+    """Before registering ``name`` in the table ``kind``: drop what it was in the
+    other tables or as a plain attribute, as ``nn.Module.__setattr__`` does (an
+    entry of the same kind is replaced where it is, keeping its position)."""
+    module.__dict__.pop(name, None)
+    for table in ("_parameters", "_buffers", "_modules"):
+        if table != kind:
+            getattr(module, table).pop(name, None)
+    if kind != "_buffers":
+        module._non_persistent_buffers_set.discard(name)
 
 
 def _shallow_copy(module: nn.Module) -> nn.Module:
@@ -239,10 +253,10 @@ class ParticleKernel:
             if self._buffer_ids.get(key, object()) is not b:
                 mid, name = key
                 persistent = name not in modules[mid]._non_persistent_buffers_set
-                change.buffers.append((mid, name, b, persistent))
+                change.buffers.append((mid, name, b, persistent, False))
         for key in self._buffer_ids:
             if key not in buffers and key[0] in modules:
-                change.buffers.append((key[0], key[1], None, True))
+                change.buffers.append((key[0], key[1], None, True, True))
         self._buffer_ids = buffers
         self.modules = modules
         self.params = dict(sorted(params.items()))
@@ -310,6 +324,7 @@ class ParticleKernel:
                 for pname, p in new._parameters.items():
                     if p is not None:
                         new._parameters[pname] = nn.Parameter(p.detach().clone(), p.requires_grad)
+                _clear_name(parent, name, "_modules")
                 parent._modules[name] = new
                 self.modules[mid] = new
             for pid, mid, name, as_none in change.removed_params:
@@ -326,16 +341,18 @@ class ParticleKernel:
                 if module is None:
                     continue
                 if mid not in added_mids:  # an added module brought its (cloned) params
+                    _clear_name(module, name, "_parameters")
                     module._parameters[name] = nn.Parameter(source.detach().clone(), source.requires_grad)
                 # the same ids as on the particle that made the change, for the re-scan
                 self.params[pid] = module._parameters[name]
-            for mid, name, tensor, persistent in change.buffers:
+            for mid, name, tensor, persistent, removed in change.buffers:
                 module = self.modules.get(mid)
                 if module is None:
                     continue
-                if tensor is None:
+                if removed:
                     module._buffers.pop(name, None)
                 else:
+                    _clear_name(module, name, "_buffers")
                     module._buffers[name] = tensor
                     if not persistent:
                         module._non_persistent_buffers_set.add(name)

@@ -10,9 +10,11 @@ Every arithmetic operation goes through :class:`~nytorch_ext.product.ParamProduc
 """
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Optional
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from .arithmetic import ParticleArithmetic
 from .kernel import ParticleKernel, Species
@@ -73,24 +75,76 @@ class NytoModuleBase(nn.Module):
             return
         self._structure_changed()
 
+    def _check_structural(self, name: str, value, kind: str) -> None:
+        """Refuse, before anything changes, a structural assignment that a particle
+        cannot follow: an attribute changing kind (a parameter becoming a module,
+        buffer or plain value; a module becoming a buffer or value; a buffer becoming
+        a value; a plain value becoming a buffer), or any structural change to the
+        root of a ParticleModule outside ``GetNytoModule``. Warns, as nytorch does,
+        about modules shared between particles and references back to the root."""
+        d = self.__dict__
+        if "_particle_kernel" in d and d["_particle_kernel"] is None:
+            raise RuntimeError(
+                f"cannot set {type(self).__name__}.{name}: this module belongs to a "
+                f"ParticleModule; change its structure inside `with GetNytoModule(particle) as m:`")
+        params, modules, buffers = d.get("_parameters", {}), d.get("_modules", {}), d.get("_buffers", {})
+        was = ("parameter" if name in params else "module" if name in modules
+               else "buffer" if name in buffers else "value" if name in d else None)
+        if was is not None and was != kind and value is not None and (
+                was == "parameter" or (was == "module" and kind in ("buffer", "value"))
+                or (was == "buffer" and kind == "value") or (was == "value" and kind == "buffer")):
+            raise TypeError(
+                f"cannot turn {type(self).__name__}.{name} from a {was} into a {kind} "
+                f"({type(value).__name__}): a particle's attributes keep their kind; "
+                f"delete it first (del module.{name})")
+        if isinstance(value, NytoModuleBase) and value is not self:
+            mine = d.get("_particle_kernel")
+            theirs = value.__dict__.get("_particle_kernel")
+            if mine is not None and theirs is mine and value._module_id == ROOT_MODULE_ID:
+                warnings.warn("circular references to the root module: "
+                              f"{type(self).__name__}.{name} is its particle's root", stacklevel=3)
+            elif theirs is not None and theirs is not mine and value._module_id != ROOT_MODULE_ID:
+                warnings.warn("modules from different particles refer to the same module: "
+                              f"{type(value).__name__} assigned to {type(self).__name__}.{name} "
+                              "is already part of another particle", stacklevel=3)
+
     def __setattr__(self, name, value):
+        if isinstance(value, (nn.Parameter, nn.Module)):
+            self._check_structural(name, value, "parameter" if isinstance(value, nn.Parameter) else "module")
+        elif name in self.__dict__.get("_buffers", {}):
+            self._check_structural(name, value, "buffer" if value is None or isinstance(value, Tensor)
+                                   else "value")
+        elif value is not None and (name in self.__dict__.get("_parameters", {})
+                                    or name in self.__dict__.get("_modules", {})):
+            self._check_structural(name, value, "value")
+        elif value is None and self._is_structural_name(name):
+            self._check_structural(name, value, "none")
         super().__setattr__(name, value)
         if isinstance(value, (nn.Parameter, nn.Module)) or value is None or name in self._buffers:
             self._registered(name, value)
 
+    def _is_structural_name(self, name: str) -> bool:
+        d = self.__dict__
+        return name in d.get("_parameters", {}) or name in d.get("_modules", {}) or name in d.get("_buffers", {})
+
     def __delattr__(self, name):
+        if self._is_structural_name(name):
+            self._check_structural(name, None, "none")
         super().__delattr__(name)
         self._structure_changed()
 
     def register_parameter(self, name, param):
+        self._check_structural(name, param, "parameter")
         super().register_parameter(name, param)
         self._registered(name, param)
 
     def add_module(self, name, module):
+        self._check_structural(name, module, "module")
         super().add_module(name, module)
         self._registered(name, module)
 
     def register_buffer(self, name, tensor, persistent: bool = True):
+        self._check_structural(name, tensor if tensor is not None else torch.empty(0), "buffer")
         super().register_buffer(name, tensor, persistent)
         self._structure_changed()
 

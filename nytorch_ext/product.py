@@ -134,7 +134,11 @@ class ParamProduct:
 
     @property
     def params(self) -> "OrderedDict[int, Tensor]":
-        """ParamID -> parameter (views of the flat buffers, and the extras), in ID order."""
+        """ParamID -> parameter, in ID order. A particle's own product (``module.product()``)
+        gives the particle's Parameter objects, as nytorch does; any other product gives
+        views of its flat buffers (and the non-operational extras)."""
+        if self._live:
+            return OrderedDict(sorted(self.kernel.params.items()))
         views = dict(zip(self.layout.pids, self.layout.views(self.buffers())))
         merged = {**views, **self.extras}
         return OrderedDict((pid, merged[pid]) for pid in sorted(merged))

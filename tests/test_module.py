@@ -630,3 +630,143 @@ def test_subclass_forward_operator_overrides_are_used():
     r = net * 0.5 + 10
     assert r.w.tolist() == [11.0] and type(r) is _Tracked
     assert _Tracked.calls == ["mul", "add"]
+
+
+# ----------------------------------------------------------- structural rules
+# nytorch 1.1.0's test_convert_attar_type.py, test_circular_reference.py and
+# test_get_nyto_module.py check these through nytorch's private version kernel;
+# here they are checked through what a user sees.
+
+class _Kinds(nyto.NytoModule):
+    def __init__(self):
+        super().__init__()
+        self.p = nn.Parameter(torch.ones(2))
+        self.lin = nn.Linear(2, 2)
+        self.register_buffer("buf", torch.zeros(1))
+        self.data = object()
+
+
+def _structure(m: nn.Module):
+    return ([(n, p) for n, p in m.named_parameters()], [(n, id(c)) for n, c in m.named_modules()],
+            [(n, id(b)) for n, b in m.named_buffers()], m.__dict__.get("data"))
+
+
+KIND_CHANGES = [
+    ("parameter -> module", lambda m: setattr(m, "p", nn.Linear(2, 3))),
+    ("parameter -> buffer", lambda m: m.register_buffer("p", torch.zeros(1))),
+    ("parameter -> value", lambda m: setattr(m, "p", object())),
+    ("module -> buffer", lambda m: m.register_buffer("lin", torch.zeros(1))),
+    ("module -> value", lambda m: setattr(m, "lin", object())),
+    ("buffer -> value", lambda m: setattr(m, "buf", object())),
+    ("value -> buffer", lambda m: m.register_buffer("data", torch.zeros(1))),
+]
+
+
+@pytest.mark.parametrize("name, change", KIND_CHANGES, ids=[k for k, _ in KIND_CHANGES])
+def test_an_attribute_cannot_change_kind_and_nothing_changes(name, change):
+    m = _Kinds()
+    other = m.clone()
+    before = _structure(m)
+    with pytest.raises((TypeError, KeyError)):
+        change(m)
+    assert _structure(m) == before
+    ((m + other) * 2).touch()  # the species still works, with the same structure
+    assert [n for n, _ in (m + other).named_parameters()] == [n for n, _ in before[0]]
+
+
+ALLOWED_CHANGES = [  # torch's own rules: these replace the attribute
+    ("module -> parameter", "lin", lambda: nn.Parameter(torch.ones(3))),
+    ("buffer -> module", "buf", lambda: nn.Linear(1, 1)),
+    ("buffer -> parameter", "buf", lambda: nn.Parameter(torch.ones(3))),
+    ("value -> module", "data", lambda: nn.Linear(1, 1)),
+    ("value -> parameter", "data", lambda: nn.Parameter(torch.ones(3))),
+    ("parameter -> None", "p", lambda: None),
+    ("module -> None", "lin", lambda: None),
+    ("buffer -> None", "buf", lambda: None),
+]
+
+
+@pytest.mark.parametrize("name, attr, value", ALLOWED_CHANGES, ids=[k for k, *_ in ALLOWED_CHANGES])
+def test_allowed_replacements_reach_the_other_particles(name, attr, value):
+    m = _Kinds()
+    other = m.clone()
+    new = value()
+    setattr(m, attr, new)
+    other.touch()
+    got = getattr(other, attr)
+    if new is None:
+        assert got is None
+    else:
+        assert type(got) is type(new)
+
+
+def test_a_module_shared_by_two_particles_warns():
+    class A(nyto.NytoModule):
+        pass
+
+    class B(nyto.NytoModule):
+        def __init__(self, a):
+            super().__init__()
+            self.a = a
+
+    a = A()
+    B(a)
+    with pytest.warns(UserWarning, match="modules from different particles refer to the same module"):
+        B(a)
+
+
+def test_a_reference_back_to_the_root_warns():
+    class Sub(nyto.NytoModule):
+        pass
+
+    class Root(nyto.NytoModule):
+        def __init__(self):
+            super().__init__()
+            self.sub = Sub()
+            self.sub.root = self
+
+    with pytest.warns(UserWarning, match="circular references to the root module"):
+        root = Root()
+    assert [n for n, _ in root.named_modules()] == ["", "sub"]
+    (root * 2).touch()
+
+
+def test_adopting_a_fresh_particle_does_not_warn(recwarn):
+    class Root(nyto.NytoModule):
+        def __init__(self):
+            super().__init__()
+            self.inner = Inner()
+            self.lin = Lin()
+
+    Root()
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
+
+
+def test_particle_module_root_refuses_structural_changes_outside_get_nyto_module():
+    pm = nyto.ParticleModule(MyModel())
+    before = _structure(pm.root_module)
+    for change in (lambda r: setattr(r, "extra", nn.Linear(3, 2)),
+                   lambda r: setattr(r, "extra", nn.Parameter(torch.ones(1))),
+                   lambda r: r.register_buffer("extra", torch.ones(1)),
+                   lambda r: delattr(r, next(iter(r._parameters or r._modules)))):
+        with pytest.raises(RuntimeError, match="GetNytoModule"):
+            change(pm.root_module)
+        assert _structure(pm.root_module) == before
+    with nyto.GetNytoModule(pm) as root:
+        root.extra = nn.Linear(3, 2)
+    assert isinstance(pm.root_module.extra, nn.Linear)
+    with pytest.raises(RuntimeError, match="GetNytoModule"):
+        pm.root_module.extra = nn.Linear(3, 2)
+
+
+def test_product_params_of_a_module_are_its_own_parameter_objects():
+    m = MyModel()
+    product = m.product()
+    own = list(m.parameters())
+    assert {id(p) for p in product.params.values()} == {id(p) for p in own}
+    seen = []
+    product.unary_operator(lambda p, c: seen.append(p) or p)
+    m.product().binary_operator(m.clone().product(), lambda p, q, c: seen.append(p) or p)
+    assert len(seen) == 2 * len(own) and all(any(s is p for p in own) for s in seen)
+    derived = product * 1.0  # a derived product holds values, not the Parameters
+    assert not any(v is p for v in derived.params.values() for p in own)
