@@ -15,8 +15,9 @@ struct Span {
   int64_t index;
 };
 
+// const_data_ptr: checking must not materialize a copy-on-write tensor.
 Span span_of(const at::Tensor& t, int64_t index) {
-  auto begin = reinterpret_cast<uintptr_t>(t.data_ptr());
+  auto begin = reinterpret_cast<uintptr_t>(t.const_data_ptr());
   return {begin, begin + static_cast<uintptr_t>(t.numel()) * t.element_size(), index};
 }
 

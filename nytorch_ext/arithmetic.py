@@ -20,7 +20,10 @@ class ParticleArithmetic:
 
     def _inplace(self, op: str, other):
         result = getattr(self.product(), op)(self._other_product(other))
-        return NotImplemented if result is NotImplemented else self.product_(result)
+        if result is NotImplemented:
+            return NotImplemented
+        # result is a temporary made here: its snapshots of this particle may go
+        return self._assign(getattr(result, "product", result), True)  # (PMProduct -> ParamProduct)
 
     def __add__(self, other): return self._binary("__add__", other)
     def __sub__(self, other): return self._binary("__sub__", other)

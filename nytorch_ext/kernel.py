@@ -26,7 +26,7 @@ from torch import nn
 
 from .flat import DEFAULT_POOL, Layout, entries_are, flatten_into, views_in_place
 from .mtype import ROOT_MODULE_ID, ParamConfig
-from .product import ParamProduct, _settle
+from .product import ParamProduct, _data_address, _settle
 
 
 @dataclass
@@ -81,25 +81,32 @@ class Storage:
     params: list          # the operational Parameter objects, in layout order
     addresses: list       # where each must point
     config_version: int
-    dependents: "weakref.WeakSet" = field(default_factory=weakref.WeakSet)  # lazy products reading it
+    dependents: "weakref.WeakSet" = field(default_factory=weakref.WeakSet)  # lazy products snapshotting it
     recycle: bool = True  # hand the buffers to the pool when re-flattened (not rows of a swarm's)
-    # Parameters re-pointed with ``p.data = view`` keep a version counter of their
-    # own; those made from views of the buffers (``build``) share the buffers'.
-    own_counters: bool = True
-
-    def version(self) -> int:
-        """In-place writes so far, through the buffers or any parameter."""
-        v = sum([b._version for b in self.buffers])
-        return v + sum([p._version for p in self.params]) if self.own_counters else v
 
     def intact(self, params: list, config_version: int) -> bool:
         """Every parameter is still this storage's view: same object, address, shape
         and contiguity (``p.data = p.data.t()`` keeps the address; a contiguous view
         of a given shape and address is the view)."""
-        return (config_version == self.config_version
+        if not (config_version == self.config_version
                 and (params is self.params
-                     or (len(params) == len(self.params) and all(map(operator.is_, params, self.params))))
-                and views_in_place(params, self.addresses, self.layout.sizes))
+                     or (len(params) == len(self.params) and all(map(operator.is_, params, self.params))))):
+            return False
+        if views_in_place(params, self.addresses, self.layout.sizes):
+            return True
+        return self._moved_by_copy_on_write(params)
+
+    def _moved_by_copy_on_write(self, params: list) -> bool:
+        """A write while a lazy product held a copy-on-write snapshot gave the
+        buffers new memory: the parameters are still views of them (same storage,
+        same offsets), only the addresses moved. Note the new ones."""
+        if not _data_address:
+            return False
+        addresses = self.layout.addresses(self.buffers)
+        if addresses == self.addresses or not views_in_place(params, addresses, self.layout.sizes):
+            return False
+        self.addresses = addresses
+        return True
 
 
 def _clear_name(module: nn.Module, name: str, kind: str) -> None:
@@ -269,7 +276,28 @@ class ParticleKernel:
         return change
 
     def record(self, root: nn.Module) -> None:
-        """Re-scan after a structural change here, and log it for the species."""
+        """Re-scan after a structural change here, and log it for the species.
+        Changes other particles logged meanwhile are replayed first (this
+        particle's own edits stay in place), so none is skipped."""
+        if self.version < self.species.version:
+            # This particle's own new entries go after the replayed ones, as if
+            # its change had been made after theirs (the order the log gives).
+            # (A replacement under a known name keeps its place.)
+            known = {id(v) for v in self.params.values()} | {id(v) for v in self.modules.values()}
+            names = set(self.param_places.values()) | set(self.module_places.values())
+            own = []
+            for mid, module in self.modules.items():
+                for table in (module._parameters, module._modules):
+                    new = [(n, v) for n, v in table.items()
+                           if v is not None and id(v) not in known and (mid, n) not in names]
+                    for n, _ in new:
+                        del table[n]
+                    own.append((table, new))
+            while self.version < self.species.version:
+                self._replay(self.species.log[self.version])
+                self.version += 1
+            for table, new in own:
+                table.update(new)
         change = self.scan(root)
         if change.added_modules or change.removed_modules or change.added_params \
                 or change.removed_params or change.buffers:
@@ -425,25 +453,39 @@ class ParticleKernel:
         st = self.flat()
         extras = OrderedDict(self._operational_cache()[2])
         return ParamProduct._make(self, module_id, st.layout, [st.buffers], [1.0], 0.0, extras, owners=[st],
-                                  versions=[st.version()], live=True)
+                                  live=True)
 
-    def assign(self, product: ParamProduct) -> None:
+    def assign(self, product: ParamProduct, consumed: bool = False) -> None:
         """This particle's parameters <- the product's values, in place (the same
-        Parameter objects and storage); one fused pass per group."""
+        Parameter objects and storage); one fused pass per group. ``consumed``: the
+        product is a temporary nobody else holds (its snapshots of this particle
+        may be dropped before the write). Checks everything before writing."""
         self.touch()
         st = self.flat()
-        _settle(st, keep=product)  # other lazy products reading this storage: values first
-        if product.layout == st.layout:
-            if not (product.is_materialized and product._leaves[0] is st.buffers):
-                product._evaluate_into(st.buffers)
+        product._current()
+        same = product.layout == st.layout
+        values = None if same else product.params
+        targets = dict(self.operational()) if not same else {}
+        extras = [(self.params.get(pid), value) for pid, value in product.extras.items()]
+        for pid, p in targets.items():
+            value = values.get(pid)
+            if value is None or value.shape != p.shape:
+                raise ValueError(
+                    f"product_: parameter {pid} ({tuple(p.shape)}) has no value of that shape in the "
+                    f"product ({None if value is None else tuple(value.shape)}); nothing was changed")
+        for p, value in extras:
+            if p is not None and value is not p and value.shape != p.shape:
+                raise ValueError(f"product_: a non-operational parameter {tuple(p.shape)} gets a value "
+                                 f"of shape {tuple(value.shape)}; nothing was changed")
+        _settle(st, keep=product)  # other lazy products snapshotting this storage: values first
+        if same:
+            product._evaluate_onto(st, consumed)
         else:
-            values = product.params
             with torch.no_grad():
-                for pid, p in self.operational():
+                for pid, p in targets.items():
                     p.data.copy_(values[pid])
         with torch.no_grad():
-            for pid, value in product.extras.items():
-                p = self.params.get(pid)
+            for p, value in extras:
                 if p is not None and value is not p:
                     p.data.copy_(value)
 
@@ -509,7 +551,7 @@ class ParticleKernel:
         kernel.param_places, kernel.module_places = self.param_places, self.module_places  # same ids, same names
         # The views were made from the product's layout: the storage is in place.
         kernel.storage = Storage(layout, buffers, operational, layout.addresses(buffers),
-                                 self.species.config_version, own_counters=False)
+                                 self.species.config_version)
         return kernel
 
 

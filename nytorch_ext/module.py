@@ -10,6 +10,7 @@ Every arithmetic operation goes through :class:`~nytorch_ext.product.ParamProduc
 """
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import Callable, Optional
 
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 from .arithmetic import ParticleArithmetic
 from .kernel import ParticleKernel, Species
 from .mtype import DIFFERENT_SPECIES, ROOT_MODULE_ID, ParamConfig, SpeciesError
-from .product import ParamProduct
+from .product import ParamProduct, is_temporary
 
 
 class NytoModuleBase(nn.Module):
@@ -176,14 +177,21 @@ class NytoModule(ParticleArithmetic, NytoModuleBase):
     def product_(self, product: ParamProduct) -> "NytoModule":
         """Assign ``product``'s values to this particle's parameters in place (the same
         Parameter objects: optimizers stay valid); one fused pass per group."""
+        refs = sys.getrefcount(product)  # first: a temporary argument may be consumed
+        inner = getattr(product, "product", None) if not isinstance(product, (ParamProduct, nn.Module)) else product
+        inner = product if inner is None else inner
+        inner_refs = sys.getrefcount(inner) if inner is not product else None
+        return self._assign(inner, is_temporary(refs, inner_refs), product)
+
+    def _assign(self, product, consumed: bool, given=None) -> "NytoModule":
         if not isinstance(product, ParamProduct):
-            product = getattr(product, "product", product)
-        if not isinstance(product, ParamProduct):
-            raise SpeciesError(f"product_ takes a ParamProduct, not {type(product).__name__}")
+            given = product if given is None else given
+            hint = "; for a module use module.product()" if isinstance(given, nn.Module) else ""
+            raise SpeciesError(f"product_ takes a ParamProduct, not {type(given).__name__}{hint}")
         kernel = self._kernel()
         if product.kernel.species is not kernel.species:
             raise SpeciesError("product_: the product belongs to another species")
-        kernel.assign(product)
+        kernel.assign(product, consumed)
         return self
 
     # ---------------------------------------------------------- operators

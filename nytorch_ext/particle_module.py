@@ -7,12 +7,14 @@ clears the modules' kernel references: particles in a loop such as
 """
 from __future__ import annotations
 
+import sys
+
 from torch import nn
 
 from .arithmetic import ParticleArithmetic
 from .module import NytoModule, NytoModuleBase
 from .mtype import DIFFERENT_SPECIES, ROOT_MODULE_ID, SpeciesError
-from .product import ParamProduct
+from .product import ParamProduct, is_temporary
 
 
 class PMProduct:
@@ -150,12 +152,19 @@ class ParticleModule(ParticleArithmetic, nn.Module):
         return PMProduct.from_ParamProduct(self.particle_kernel.product(ROOT_MODULE_ID))
 
     def product_(self, product) -> "ParticleModule":
+        refs = sys.getrefcount(product)  # first: a temporary argument may be consumed
         inner = product.product if isinstance(product, PMProduct) else product
+        inner_refs = sys.getrefcount(inner) if inner is not product else None
+        return self._assign(inner, is_temporary(refs, inner_refs), product)
+
+    def _assign(self, inner, consumed: bool, given=None) -> "ParticleModule":
         if not isinstance(inner, ParamProduct):
-            raise SpeciesError(f"product_ takes a PMProduct, not {type(product).__name__}")
+            given = inner if given is None else given
+            hint = "; for a module use module.product()" if isinstance(given, nn.Module) else ""
+            raise SpeciesError(f"product_ takes a PMProduct, not {type(given).__name__}{hint}")
         if inner.kernel.species is not self.particle_kernel.species:
             raise SpeciesError("product_: the product belongs to another species")
-        self.particle_kernel.assign(inner)
+        self.particle_kernel.assign(inner, consumed)
         return self
 
     def _whole_kernel(self):

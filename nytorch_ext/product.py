@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -42,13 +43,18 @@ def _is_number(x) -> bool:
 class ParamProduct:
     """The parameters of one particle (or of an expression over particles)."""
 
-    # _owners[k]: the particle Storage whose live buffers leaf k is (None for a
-    # product's own buffers); _versions[k]: that storage's version when captured
-    # (None for own buffers: nothing outside can write them).
-    # _live: this is a particle's own product() (reads its storage, like nytorch's
-    # live parameter dict); every derived product is a value.
+    # _live: this is a particle's own product() (``module.product()``): it reads the
+    # particle's current values, like nytorch's live parameter dict, and its leaf is
+    # the particle's storage itself. Every derived product is a value: an
+    # expression built from a live product reads copy-on-write snapshots of the
+    # particle's buffers (``torch._lazy_clone``: no copy is made unless someone
+    # writes the particle while the expression is alive, by any path, ``.data`` and
+    # optimizer steps included; then the writer gets the copy).
+    # _owners[k]: the particle Storage whose buffers leaf k snapshots (None for a
+    # product's own buffers), so that writing the expression back into that same
+    # particle can read the particle's buffers instead (exact aliasing, one pass).
     __slots__ = ("kernel", "module_id", "layout", "_leaves", "_coeffs", "_bias", "extras",
-                 "_owners", "_versions", "_live", "__weakref__")
+                 "_owners", "_live", "__weakref__")
 
     def __init__(self, kernel: "ParticleKernel", module_id: int, params=None):
         """nytorch's constructor: the product of ``params`` (a ParamID -> Parameter
@@ -72,15 +78,14 @@ class ParamProduct:
 
     @classmethod
     def _make(cls, kernel, module_id, layout, leaves, coeffs, bias, extras,
-              owners=None, versions=None, live=False) -> "ParamProduct":
+              owners=None, live=False) -> "ParamProduct":
         self = object.__new__(cls)
         self.kernel, self.module_id, self.layout = kernel, module_id, layout
         self._leaves, self._coeffs, self._bias = leaves, coeffs, bias
         self.extras = extras
         self._live = live
         self._owners = owners if owners is not None else [None] * len(leaves)
-        self._versions = versions if versions is not None else [None] * len(leaves)
-        if not self.is_materialized:
+        if not live:
             for owner in self._owners:
                 if owner is not None:
                     owner.dependents.add(self)
@@ -90,10 +95,31 @@ class ParamProduct:
         for name in ParamProduct.__slots__[:-1]:
             setattr(self, name, getattr(other, name))
 
-    def _like(self, leaves, coeffs, bias, extras=None, owners=None, versions=None) -> "ParamProduct":
+    def _like(self, leaves, coeffs, bias, extras=None, owners=None) -> "ParamProduct":
         """Same kernel and layout; new leaves (own buffers unless ``owners`` says)."""
         return type(self)._make(self.kernel, self.module_id, self.layout, leaves, coeffs, bias,
-                                self.extras if extras is None else extras, owners, versions)
+                                self.extras if extras is None else extras, owners)
+
+    def _current(self) -> "ParamProduct":
+        """A live product follows its particle: after a re-flatten (``.to()``,
+        ``p.data = ...``), a structural change or a new configuration it reads the
+        particle's new storage. Returns self."""
+        if self._live:
+            kernel = self.kernel
+            kernel.touch()
+            st = kernel.flat()
+            if self._owners[0] is not st:
+                self.layout, self._leaves, self._owners = st.layout, [st.buffers], [st]
+                self.extras = OrderedDict(kernel._operational_cache()[2])
+        return self
+
+    def _terms(self) -> tuple:
+        """(leaves, coefficients, owners) to build an expression on: a live
+        product's leaf becomes a copy-on-write snapshot of its particle's buffers."""
+        if not self._live:
+            return self._leaves, self._coeffs, self._owners
+        self._current()
+        return [[_snapshot(b) for b in self._leaves[0]]], [1.0], self._owners
 
     @property
     def species(self):
@@ -108,29 +134,53 @@ class ParamProduct:
         return (len(self._leaves) == 1 and self._coeffs[0] == 1.0 and self._bias == 0.0
                 and (self._live or self._owners[0] is None))
 
+    def _reads(self, storage) -> bool:
+        """Some leaf snapshots ``storage`` (and still shares its memory)."""
+        return any(owner is storage and _same_memory(leaf, storage.buffers)
+                   for leaf, owner in zip(self._leaves, self._owners)) and not self._live
+
     def buffers(self) -> list[Tensor]:
         """The flat buffers, evaluating a pending expression (one pass per group)."""
+        if self._live:
+            return self._current()._leaves[0]
         if not self.is_materialized:
             out = self.layout.empty(DEFAULT_POOL)
             self._evaluate_into(out)
-            self._leaves, self._coeffs, self._bias = [out], [1.0], 0.0
-            self._owners, self._versions = [None], [None]
+            self._leaves, self._coeffs, self._bias, self._owners = [out], [1.0], 0.0, [None]
         return self._leaves[0]
 
-    def _evaluate_into(self, out: Sequence[Tensor]) -> None:
-        # A product is a value: if a particle it reads was changed in place outside
-        # nytorch_ext (an optimizer step) since the expression was built, the old
-        # values are gone; say so rather than compute with the new ones. (In-place
-        # changes made through nytorch_ext evaluate pending dependents first.)
-        for owner, version in zip(self._owners, self._versions):
-            if owner is not None and owner.version() != version:
-                raise RuntimeError(
-                    "a particle this lazy product reads was modified in place (e.g. by an "
-                    "optimizer step) after the product was built; evaluate the product "
-                    "first (product.clone() or product.module()) or build it afterwards")
+    def _evaluate_into(self, out: Sequence[Tensor], leaves=None) -> None:
+        """One lincomb pass per group into ``out`` (``leaves``: the product's own,
+        or the same with snapshots of ``out``'s particle replaced by ``out``)."""
+        leaves = self._leaves if leaves is None else leaves
         with torch.no_grad():
             for g, target in enumerate(out):
-                ops.lincomb(self._coeffs, [leaf[g] for leaf in self._leaves], self._bias, out=target)
+                ops.lincomb(self._coeffs, [leaf[g] for leaf in leaves], self._bias, out=target)
+
+    def _evaluate_onto(self, storage, consumed: bool) -> None:
+        """Write the value into ``storage``'s own buffers (the same layout). A leaf
+        that snapshots ``storage`` is read from ``storage`` itself (exact aliasing,
+        one pass). When the product is a temporary (``consumed``) its snapshots are
+        dropped first, so the write needs no copy-on-write copy; a product someone
+        still holds keeps its snapshots, and so its value."""
+        if self._live:
+            if self._leaves[0] is not storage.buffers:
+                self._evaluate_into(storage.buffers, self._current()._leaves)
+            return
+        leaves = [storage.buffers if owner is storage and _same_memory(leaf, storage.buffers) else leaf
+                  for leaf, owner in zip(self._leaves, self._owners)]
+        if self.is_materialized and leaves[0] is storage.buffers:
+            return
+        if consumed:
+            self._leaves = leaves
+            self._evaluate_into(storage.buffers)
+        elif any(new is not old for new, old in zip(leaves, self._leaves)):
+            # held by the caller and reading the target: evaluate it (it keeps the value)
+            with torch.no_grad():
+                for target, value in zip(storage.buffers, self.buffers()):
+                    target.copy_(value)
+        else:
+            self._evaluate_into(storage.buffers)
 
     @property
     def params(self) -> "OrderedDict[int, Tensor]":
@@ -138,6 +188,7 @@ class ParamProduct:
         gives the particle's Parameter objects, as nytorch does; any other product gives
         views of its flat buffers (and the non-operational extras)."""
         if self._live:
+            self._current()
             return OrderedDict(sorted(self.kernel.params.items()))
         views = dict(zip(self.layout.pids, self.layout.views(self.buffers())))
         merged = {**views, **self.extras}
@@ -162,28 +213,28 @@ class ParamProduct:
             raise SpeciesError(DIFFERENT_SPECIES.format(what="products"))
 
     def _same_layout(self, other: "ParamProduct") -> bool:
+        self._current(), other._current()
         return other.layout == self.layout and set(other.extras) == set(self.extras)
 
     # --------------------------------------------------------- affine algebra
 
     def _scaled(self, c: float, bias_shift: float = 0.0) -> "ParamProduct":
-        return self._like(self._leaves, [k * c for k in self._coeffs], self._bias * c + bias_shift,
-                          owners=self._owners, versions=self._versions)
+        leaves, coeffs, owners = self._terms()
+        return self._like(leaves, [k * c for k in coeffs], self._bias * c + bias_shift, owners=owners)
 
     def _combined(self, other: "ParamProduct", sign: float) -> "ParamProduct":
-        leaves, coeffs = list(self._leaves), list(self._coeffs)
-        owners, versions = list(self._owners), list(self._versions)
-        for leaf, c, owner, version in zip(other._leaves, other._coeffs, other._owners, other._versions):
-            for i, mine in enumerate(leaves):  # the same buffers twice: add coefficients
-                if mine is leaf:
+        leaves, coeffs, owners = self._terms()
+        leaves, coeffs, owners = list(leaves), list(coeffs), list(owners)
+        for leaf, c, owner in zip(*other._terms()):
+            for i, mine in enumerate(leaves):  # the same values twice: add coefficients
+                if mine is leaf or (owner is not None and owners[i] is owner and _same_memory(mine, leaf)):
                     coeffs[i] += sign * c
                     break
             else:
                 leaves.append(leaf)
                 coeffs.append(sign * c)
                 owners.append(owner)
-                versions.append(version)
-        return self._like(leaves, coeffs, self._bias + sign * other._bias, owners=owners, versions=versions)
+        return self._like(leaves, coeffs, self._bias + sign * other._bias, owners=owners)
 
     def __add__(self, other):
         if not self.layout.all_floating:
@@ -392,6 +443,82 @@ class ParamProduct:
         state = "materialized" if self.is_materialized else f"lazy ({len(self._leaves)} leaves)"
         return (f"{type(self).__name__}({len(self.layout.slots)} operational params in "
                 f"{len(self.layout.groups)} group(s), {len(self.extras)} other, {state})")
+
+
+# --------------------------------------------------------- temporaries
+# ``particle.product_(expr)`` with a temporary ``expr`` (the seed's
+# ``c.product_((1-a)*c + a*b)``) may drop the expression's snapshots of the
+# particle before writing it, which saves a copy-on-write copy. Whether the
+# argument is a temporary is read from its reference count at the start of the
+# public method, calibrated here on a method of the same shape (a Python whose
+# counts do not tell the two apart gets the always-safe answer: held).
+
+class _Wrapper:
+    __slots__ = ("product",)
+
+
+class _RefProbe:
+    def product_(self, product):
+        return sys.getrefcount(product)
+
+    def wrapped(self, product):
+        refs = sys.getrefcount(product)
+        inner = product.product
+        return refs, sys.getrefcount(inner)
+
+
+def _wrapped(value) -> _Wrapper:
+    w = _Wrapper()
+    w.product = value
+    return w
+
+
+def _calibrate() -> tuple:
+    probe = _RefProbe()
+    temporary = probe.product_(object())
+    held = object()
+    one = temporary if probe.product_(held) > temporary else -1
+    temporary_pair = probe.wrapped(_wrapped(object()))
+    held_wrapper, held_inner = _wrapped(object()), object()
+    held_pairs = [probe.wrapped(held_wrapper), probe.wrapped(_wrapped(held_inner))]
+    two = temporary_pair if all(h[0] > temporary_pair[0] or h[1] > temporary_pair[1] for h in held_pairs) \
+        else (-1, -1)
+    return one, two
+
+
+_TEMPORARY_REFS, _TEMPORARY_WRAPPED_REFS = _calibrate()
+
+
+def is_temporary(refs: int, inner_refs: int | None = None) -> bool:
+    """``refs`` (and, for a PMProduct, ``inner_refs`` of its ParamProduct) as read
+    by ``sys.getrefcount`` at the start of a public ``product_``: nobody but the
+    call holds the argument."""
+    if inner_refs is None:
+        return refs <= _TEMPORARY_REFS
+    return refs <= _TEMPORARY_WRAPPED_REFS[0] and inner_refs <= _TEMPORARY_WRAPPED_REFS[1]
+
+
+def _snapshot(buffer: Tensor) -> Tensor:
+    """A copy-on-write view of ``buffer``'s current values: no copy now; the first
+    write to either side (by any path) copies that side. Falls back to a real
+    copy where a storage cannot be shared copy-on-write."""
+    try:
+        return torch._lazy_clone(buffer)
+    except (RuntimeError, AttributeError):
+        return buffer.clone()
+
+
+_data_address = getattr(torch._C, "_data_address", None)
+
+
+def _same_memory(a: Sequence[Tensor], b: Sequence[Tensor]) -> bool:
+    """The two buffer lists sit at the same addresses (read without
+    materializing a copy-on-write storage, which ``data_ptr()`` would do)."""
+    if a is b:
+        return True
+    if _data_address is None:
+        return False
+    return all(x.dtype == y.dtype and _data_address(x) == _data_address(y) for x, y in zip(a, b))
 
 
 def _blend_storage_(storage, sources, alpha: float, keep=None, buffers=None) -> None:

@@ -12,7 +12,7 @@ from torch import nn
 
 import nytorch_ext as nyto
 from nytorch_ext import SpeciesError
-from particles import (Big, Inner, Lin, Mixed, Net, Outer, as_lists, assert_values, inside, species,
+from particles import (MyModel, Big, Inner, Lin, Mixed, Net, Outer, as_lists, assert_values, inside, species,
                        storage_ptr, values)
 
 
@@ -699,3 +699,26 @@ def test_particles_on_the_meta_device_build_and_combine():
     c = b.blend(a, 0.25)
     assert all(p.device.type == "meta" for p in c.parameters())
     assert [n for n, _ in c.named_parameters()] == [n for n, _ in a.named_parameters()]
+
+
+def test_a_stale_particle_records_its_change_after_replaying_the_others():
+    """D2: b changes structure, then a (not yet caught up) does: a must get b's
+    change too, and every particle ends with both, in the same order."""
+    a = MyModel()
+    b = a.clone()
+    b.extra0 = nn.Parameter(torch.full((2,), 7.0))
+    a.extra1 = nn.Parameter(torch.full((3,), 9.0))
+    a.touch()
+    b.touch()
+    for m in (a, b):
+        assert torch.equal(m.extra0, torch.full((2,), 7.0))
+        assert torch.equal(m.extra1, torch.full((3,), 9.0))
+    assert [n for n, _ in a.named_parameters()] == [n for n, _ in b.named_parameters()]
+    s = a + b
+    assert torch.equal(s.extra0, torch.full((2,), 14.0)) and torch.equal(s.extra1, torch.full((3,), 18.0))
+    c = a.clone()
+    del b.extra0
+    a.extra2 = nn.Parameter(torch.ones(1))
+    for m in (a, b, c):
+        m.touch()
+        assert not hasattr(m, "extra0") and torch.equal(m.extra2, torch.ones(1))

@@ -59,12 +59,14 @@ void lincomb(const at::Tensor& out, c10::ArrayRef<double> coeffs, at::TensorList
 
 namespace {
 // Pointer and size tables of a tensor list, on the stack for lists up to 64.
+// Inputs are read through const_data_ptr: a mutable pointer would materialize a
+// copy-on-write input (a lazy product's snapshot of a particle), copying it.
 struct ListView {
   c10::SmallVector<void*, 64> ptrs;
   c10::SmallVector<int64_t, 64> sizes;
-  explicit ListView(at::TensorList tensors) {
+  ListView(at::TensorList tensors, bool written) {
     for (const auto& t : tensors) {
-      ptrs.push_back(t.data_ptr());
+      ptrs.push_back(written ? t.data_ptr() : const_cast<void*>(t.const_data_ptr()));
       sizes.push_back(t.numel());
     }
   }
@@ -74,7 +76,7 @@ struct ListView {
 void multi_axpby(at::TensorList outs, double a, at::TensorList xs, double b,
                  at::TensorList ys) {
   if (outs.empty()) return;
-  ListView o(outs), x(xs), y(ys);
+  ListView o(outs, true), x(xs, false), y(ys, false);
   table().multi_axpby(dtype_of(outs[0]), o.ptrs.data(), x.ptrs.data(), y.ptrs.data(),
                       o.sizes.data(), static_cast<int64_t>(outs.size()), a, b);
 }
@@ -82,7 +84,7 @@ void multi_axpby(at::TensorList outs, double a, at::TensorList xs, double b,
 void multi_blend(at::TensorList targets, at::TensorList sources,
                  c10::ArrayRef<double> alphas) {
   if (targets.empty()) return;
-  ListView t(targets), s(sources);
+  ListView t(targets, true), s(sources, false);
   table().multi_blend(dtype_of(targets[0]), t.ptrs.data(), s.ptrs.data(),
                       static_cast<int64_t>(sources.size()), alphas.data(),
                       static_cast<int64_t>(alphas.size()), t.sizes.data(),
@@ -93,7 +95,7 @@ void multi_blend_noise(at::TensorList targets, at::TensorList sources,
                        c10::ArrayRef<double> weights, double noise_scale, int64_t seed,
                        c10::ArrayRef<int64_t> streams) {
   if (targets.empty()) return;
-  ListView t(targets), s(sources);
+  ListView t(targets, true), s(sources, false);
   table().multi_blend_noise(dtype_of(targets[0]), t.ptrs.data(), s.ptrs.data(),
                             static_cast<int64_t>(sources.size()), weights.data(),
                             static_cast<int64_t>(weights.size()), t.sizes.data(),
