@@ -57,8 +57,10 @@ class PMProduct:
             raise SpeciesError("a product cannot be combined with a module; use module.product()")
         return other
 
-    def _apply(self, op: str, other=None):
-        inner = getattr(self.product, op)(*(() if other is None else (self._unwrap(other),)))
+    def _apply(self, op: str, *other):
+        """``op`` on the inner product; ``other`` absent for unary ops (None is an
+        operand like any other, and gets Python's "unsupported operand" TypeError)."""
+        inner = getattr(self.product, op)(*map(self._unwrap, other))
         return NotImplemented if inner is NotImplemented else type(self).from_ParamProduct(inner)
 
     def __add__(self, o): return self._apply("__add__", o)

@@ -514,3 +514,39 @@ def test_memory_is_flat_over_10000_operations():
     assert end - start < 16 * 1024, f"grew by {end - start} bytes"
     assert tensors_after - tensors_before <= 2
     assert_values(net, {"root_module.weight": [20.0], "root_module.bias": [20.0]})
+
+
+@pytest.mark.parametrize("expr, message", [
+    ("a + None", "unsupported operand"), ("None + a", "unsupported operand"),
+    ("a * None", "unsupported operand"), ("a.product() + None", "unsupported operand"),
+    ("a.product() - None", "unsupported operand"),
+    ("a.product_(a)", "use module.product()"), ("a.root_module_product_()", "use module.product()"),
+])
+def test_bad_operands_get_errors_that_say_what_is_wrong(expr, message):
+    """D14: None was taken for 'no operand' ("missing 1 required positional argument")
+    and product_(module) said "not method"."""
+    a = nyto.ParticleModule(Lin())
+    before = [p.detach().clone() for p in a.parameters()]
+    env = {"a": a}
+    if expr == "a.root_module_product_()":
+        with nyto.GetNytoModule(a) as root:
+            with pytest.raises((TypeError, AssertionError), match=message):
+                root.product_(root)
+    else:
+        with pytest.raises((TypeError, AssertionError), match=message):
+            eval(expr, env)
+    assert all(torch.equal(p, b) for p, b in zip(a.parameters(), before))
+
+
+def test_a_rejected_product_assignment_changes_nothing():
+    """D10: product_ with a product of another structure raised after writing part
+    of the parameters."""
+    a = nyto.ParticleModule(MyModel())
+    old = a.product() * 2  # the structure before the change below
+    with nyto.GetNytoModule(a) as root:
+        root.extra = nn.Parameter(torch.ones(3))
+        root.layer2 = nn.Linear(12, 5)  # a replaced submodule: new shapes
+    before = [p.detach().clone() for p in a.parameters()]
+    with pytest.raises(ValueError, match="nothing was changed"):
+        a.product_(old)
+    assert all(torch.equal(p, b) for p, b in zip(a.parameters(), before))
