@@ -130,7 +130,8 @@ def parse_args(argv=None):
                    help="epochs (default: 8 on digits, 1 on MNIST = the seed's 256 batches)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--pool-size", type=int, default=12, help="particles in the swarm")
-    p.add_argument("--swarm-size", type=int, default=6, help="APSO subset size")
+    p.add_argument("--swarm-size", type=int, default=None,
+                   help="APSO subset size (default: min(6, pool size), the seed's 6 for its pool of 12)")
     p.add_argument("--swarm-interval", type=int, default=16, help="APSO every that many batches (0: never)")
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument("--lr", type=float, default=None, help="SGD learning rate (default: 0.05 on "
@@ -163,10 +164,11 @@ def main(argv=None) -> dict:
     epochs = args.epochs if args.epochs is not None else (8 if digits else 1)
     lr = args.lr if args.lr is not None else (0.05 if digits else 0.01)
     momentum = args.momentum if args.momentum is not None else (0.5 if digits else 0.0)
+    subset = args.swarm_size if args.swarm_size is not None else min(6, args.pool_size)
     train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, drop_last=True)
     test_loader = DataLoader(test_set, batch_size=512, shuffle=False)
     print(f"{args.dataset}: {len(train_set)} training / {len(test_set)} test images of {side}x{side}; "
-          f"{args.pool_size} particles, APSO on {args.swarm_size} every {args.swarm_interval} batches, "
+          f"{args.pool_size} particles, APSO on {subset} every {args.swarm_interval} batches, "
           f"SGD lr={lr} momentum={momentum}, {epochs} epoch(s)")
 
     swarm = create_pool(args.pool_size, side)
@@ -175,7 +177,7 @@ def main(argv=None) -> dict:
     trainer.fit(train_loader, val_data=test_loader, epochs=epochs,
                 optimizer=lambda params: torch.optim.SGD(params, lr=lr, momentum=momentum),
                 loss=F.nll_loss, evolve_every=args.swarm_interval, alpha=args.alpha,
-                subset_size=args.swarm_size, metrics={"accuracy": accuracy},
+                subset_size=subset, metrics={"accuracy": accuracy},
                 callbacks=[PrintAccuracy(test_loader, args.print_interval)], progress=args.progress)
     seconds = time.perf_counter() - started
 

@@ -14,6 +14,12 @@ A callback is any object with some of these methods (all optional; subclass
                                                     ``History.records`` entry
 ``on_fit_end(trainer)``                             after the last epoch (also after a stop)
 ``state_dict()`` / ``load_state_dict(state)``       saved in / restored from checkpoints
+``check_fit(trainer, log_keys=, epochs=)``          before ``fit`` changes anything (the
+                                                    swarm, the trainer, a checkpoint to
+                                                    resume from): raise to refuse the run
+``check_state_dict(state, trainer)``                on resume, before anything is loaded:
+                                                    raise unless ``load_state_dict(state)``
+                                                    would succeed
 ==================================================  ==========================================
 
 Setting ``trainer.stop_training = True`` in any hook ends the run: after the current
@@ -22,12 +28,17 @@ batch (the epoch is then closed and logged as it stands) or after the current ep
 Callbacks run in the order given, except that a callback's ``order`` attribute (default
 0) sorts them: :class:`Checkpoint` has order 100, so it saves after every other
 callback's ``on_epoch_end`` (an early-stopping decision made in that epoch is saved too).
+On resume, each saved callback state goes to the callback of the same class and the same
+rank among the callbacks of that class (the first EarlyStopping's to the first
+EarlyStopping, ...).
 """
 from __future__ import annotations
 
 import copy
 import math
+import numbers
 import os
+import string
 import sys
 import time
 
@@ -51,6 +62,9 @@ class Callback:
     def on_epoch_end(self, trainer, epoch: int, logs: dict) -> None: ...
 
     def on_fit_end(self, trainer) -> None: ...
+
+    def check_fit(self, trainer, *, log_keys: list, epochs: int) -> None:
+        """Called by ``fit`` before it changes anything; raise to refuse the run."""
 
 
 def tqdm_available() -> bool:
@@ -128,7 +142,11 @@ class EarlyStopping(Callback):
     in ``loss`` and max for names ending in ``accuracy``/``acc`` (anything else must say).
     An epoch improves when it beats the best value so far by more than ``min_delta``.
     ``restore_best``: at the end of the run, load the swarm's parameters and buffers
-    from the best epoch (optimizer states are left as they are).
+    from the best epoch (optimizer states are left as they are) and mark the History
+    (``history.restored_epoch``), so that ``trainer.best_index`` and
+    ``predict(use="best")`` name that epoch's best particle. A checkpoint written at
+    the last epoch holds the last epoch's weights (and this callback's saved best
+    state): resuming it restores the same way.
 
     After the run: ``best_value``, ``best_epoch`` (0-based) and ``stopped_epoch``
     (None when it did not stop training)."""
@@ -149,11 +167,13 @@ class EarlyStopping(Callback):
                                  f"pass mode='min' or mode='max'")
         if mode not in _MODES:
             raise ValueError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
-        if not isinstance(min_delta, (int, float)) or isinstance(min_delta, bool) \
+        if not isinstance(min_delta, numbers.Real) or isinstance(min_delta, bool) \
                 or not math.isfinite(min_delta) or min_delta < 0:
             raise ValueError(f"min_delta must be a finite number >= 0, got {min_delta!r}")
-        if of not in ("best", "min", "max", "mean"):
+        if not isinstance(of, str) or of not in ("best", "min", "max", "mean"):
             raise ValueError(f"of must be 'best', 'min', 'max' or 'mean', got {of!r}")
+        if not isinstance(restore_best, bool):
+            raise TypeError(f"restore_best must be a bool, got {type(restore_best).__name__}")
         self.monitor, self.patience, self.mode = monitor, patience, mode
         self.min_delta, self.of, self.restore_best = float(min_delta), of, bool(restore_best)
         self._reset()
@@ -165,10 +185,12 @@ class EarlyStopping(Callback):
         self.wait = 0
         self.best_state = None
 
+    def check_fit(self, trainer, *, log_keys: list, epochs: int) -> None:
+        if self.monitor not in log_keys:
+            raise ValueError(f"monitor={self.monitor!r} is not logged by this run; logged: {list(log_keys)}")
+
     def on_fit_start(self, trainer) -> None:
-        if self.monitor not in trainer.log_keys:
-            raise ValueError(f"monitor={self.monitor!r} is not logged by this run; "
-                             f"logged: {trainer.log_keys}")
+        self.check_fit(trainer, log_keys=trainer.log_keys, epochs=trainer.epochs)
         self._reset()
 
     def value(self, logs: dict) -> float:
@@ -202,14 +224,37 @@ class EarlyStopping(Callback):
 
     def on_fit_end(self, trainer) -> None:
         if self.restore_best and self.best_state is not None:
+            trainer.history._record_index(self.best_epoch)  # raises before loading if not recorded
             trainer.swarm.load_state_dict(self.best_state)
+            trainer.history.mark_restored(self.best_epoch)
+
+    _STATE_KEYS = ("best_value", "best_epoch", "stopped_epoch", "wait", "best_state")
 
     def state_dict(self) -> dict:
-        return {"best_value": self.best_value, "best_epoch": self.best_epoch,
-                "stopped_epoch": self.stopped_epoch, "wait": self.wait, "best_state": self.best_state}
+        return {key: getattr(self, key) for key in self._STATE_KEYS}
+
+    def check_state_dict(self, state, trainer=None) -> None:
+        """Raise unless ``load_state_dict(state)`` fits this callback (and, given a
+        trainer, its saved best weights fit ``trainer.swarm``). Changes nothing."""
+        if not isinstance(state, dict):
+            raise TypeError(f"EarlyStopping state must be a dict, got {type(state).__name__}")
+        missing = [k for k in self._STATE_KEYS if k not in state]
+        if missing:
+            raise ValueError(f"EarlyStopping state is missing {missing}")
+        for key in ("best_epoch", "stopped_epoch"):
+            if state[key] is not None and (isinstance(state[key], bool) or not isinstance(state[key], int)):
+                raise TypeError(f"EarlyStopping state[{key!r}] must be an int or None, got {state[key]!r}")
+        if isinstance(state["wait"], bool) or not isinstance(state["wait"], int) or state["wait"] < 0:
+            raise ValueError(f"EarlyStopping state['wait'] must be an int >= 0, got {state['wait']!r}")
+        if state["best_state"] is not None and trainer is not None:
+            try:
+                trainer.swarm.check_state_dict(state["best_state"])
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"EarlyStopping's saved best weights do not fit this swarm: {e}") from None
 
     def load_state_dict(self, state: dict) -> None:
-        for key in ("best_value", "best_epoch", "stopped_epoch", "wait", "best_state"):
+        self.check_state_dict(state)
+        for key in self._STATE_KEYS:
             setattr(self, key, state[key])
 
 
@@ -232,22 +277,49 @@ class Checkpoint(Callback):
     states. ``fit(..., resume_from=path)`` (or ``trainer.resume(path)``) continues the
     run; on the CPU the continued run is bit-for-bit the uninterrupted one.
 
-    ``path`` may contain ``{epoch}`` (1-based, the number of epochs completed) to keep
-    one file per save; otherwise each save replaces the last (written to a temporary
-    file first, then renamed). The last epoch of a run is always saved, and so is an
+    ``path`` may contain ``{epoch}`` (1-based, the number of epochs completed; a format
+    spec such as ``{epoch:03d}`` is allowed) to keep one file per save; otherwise each
+    save replaces the last (written to a temporary file first, then renamed). ``path``
+    is always a format string: any other field (``{x}``, ``{}``) is refused here, and
+    ``{{`` / ``}}`` stand for literal braces. Before training, ``fit`` checks that the
+    files can be written (the directory is, or can be made, a writable directory; the
+    path is not a directory). The last epoch of a run is always saved, and so is an
     epoch at which training stops. A checkpoint is a pickle (the RNG states are Python
     and NumPy objects): resume only from files you trust."""
     order = 100
 
     def __init__(self, path, every: int = 1) -> None:
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
             raise ValueError(f"every must be an int >= 1, got {every!r}")
-        self.path = os.fspath(path)
-        self.every = every
+        try:
+            self.path = os.fsdecode(os.fspath(path))
+        except TypeError:
+            raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}") from None
+        if not self.path:
+            raise ValueError("path must not be empty")
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(self.path) if f is not None]
+        except ValueError as e:
+            raise ValueError(f"path {self.path!r} is not a valid format string ({e}); "
+                             f"write {{{{ and }}}} for literal braces") from None
+        stray = [f for f in fields if f != "epoch"]
+        if stray:
+            raise ValueError(f"path {self.path!r} has the format field {{{stray[0]}}}; only {{epoch}} is "
+                             f"filled in (write {{{{ and }}}} for literal braces)")
+        try:
+            self.path.format(epoch=1)
+        except (ValueError, TypeError, KeyError, IndexError) as e:
+            raise ValueError(f"path {self.path!r}: cannot fill in {{epoch}} ({e})") from None
+        self.every = int(every)
         self.saved: list[str] = []
 
     def path_for(self, epochs_done: int) -> str:
-        return self.path.format(epoch=epochs_done) if "{epoch" in self.path else self.path
+        return self.path.format(epoch=epochs_done)
+
+    def check_fit(self, trainer, *, log_keys: list, epochs: int) -> None:
+        """The files this run would write can be written (checked before training)."""
+        for done in sorted({1, epochs}):
+            _check_writable(self.path_for(done))
 
     def on_epoch_end(self, trainer, epoch: int, logs: dict) -> None:
         done = epoch + 1
@@ -255,3 +327,21 @@ class Checkpoint(Callback):
             path = self.path_for(done)
             trainer.save_checkpoint(path)
             self.saved.append(path)
+
+
+def _check_writable(path: str) -> None:
+    """Raise unless a file can be written at ``path`` (its directory existing or
+    creatable), without creating anything."""
+    if os.path.isdir(path):
+        raise ValueError(f"Checkpoint path {path!r} is a directory, not a file name")
+    directory = os.path.dirname(os.path.abspath(path))
+    existing = directory
+    while not os.path.exists(existing):
+        parent = os.path.dirname(existing)
+        if parent == existing:
+            break
+        existing = parent
+    if not os.path.isdir(existing):
+        raise ValueError(f"Checkpoint path {path!r}: {existing!r} is a file, so no directory can be made there")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"Checkpoint path {path!r}: the directory {existing!r} is not writable")

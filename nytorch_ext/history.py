@@ -36,6 +36,12 @@ class History:
     per-particle lists, ``history.best_val_loss`` the list over epochs of the best
     particle's value (likewise for every key), ``history.best`` the best particle of
     every epoch. ``len(history)`` is the number of epochs recorded.
+
+    ``restored_epoch``: None while the swarm holds the weights of the last recorded
+    epoch; the epoch whose weights it holds after ``EarlyStopping(restore_best=True)``
+    loaded them (reset by the next recorded epoch). ``current_best`` is the best
+    particle of those weights: ``records[restored_epoch]["best"]``, else the last
+    epoch's (what ``SwarmTrainer.best_index`` and ``predict(use="best")`` use).
     """
 
     def __init__(self, num_particles: int) -> None:
@@ -43,6 +49,7 @@ class History:
         self.batch_loss: list[list[float]] = []
         self.evolutions: list[dict] = []
         self.records: list[dict] = []
+        self.restored_epoch: int | None = None
 
     # ---------------------------------------------------------- recording
 
@@ -54,6 +61,28 @@ class History:
 
     def add_epoch(self, record: dict) -> None:
         self.records.append(record)
+        self.restored_epoch = None  # the swarm now holds this epoch's weights
+
+    def mark_restored(self, epoch: int) -> None:
+        """The swarm's weights were reset to those of ``epoch`` (0-based, recorded)."""
+        self._record_index(epoch)
+        self.restored_epoch = int(epoch)
+
+    def _record_index(self, epoch: int) -> int:
+        for i in range(len(self.records) - 1, -1, -1):
+            if self.records[i].get("epoch", i) == epoch:
+                return i
+        raise ValueError(f"epoch {epoch} is not recorded in this History "
+                         f"(epochs {[r.get('epoch') for r in self.records]})")
+
+    @property
+    def current_best(self) -> int:
+        """The best particle of the weights the swarm holds (see the class docstring)."""
+        if not self.records:
+            raise ValueError("no epoch recorded yet, so there is no best particle")
+        if self.restored_epoch is not None:
+            return self.records[self._record_index(self.restored_epoch)]["best"]
+        return self.records[-1]["best"]
 
     # ---------------------------------------------------------- reading
 
@@ -87,7 +116,8 @@ class History:
         return self.column(key)[-1]
 
     def __getattr__(self, name: str):
-        if name.startswith("__") or name in ("num_particles", "batch_loss", "evolutions", "records"):
+        if name.startswith("__") or name in ("num_particles", "batch_loss", "evolutions", "records",
+                                             "restored_epoch"):
             raise AttributeError(name)
         try:
             return self.column(name)
@@ -103,14 +133,29 @@ class History:
 
     def to_dict(self) -> dict:
         return {"num_particles": self.num_particles, "batch_loss": copy.deepcopy(self.batch_loss),
-                "evolutions": copy.deepcopy(self.evolutions), "records": copy.deepcopy(self.records)}
+                "evolutions": copy.deepcopy(self.evolutions), "records": copy.deepcopy(self.records),
+                "restored_epoch": self.restored_epoch}
 
     @classmethod
     def from_dict(cls, state: dict) -> "History":
+        """The History of ``to_dict()`` output (checked: ``ValueError`` / ``TypeError``
+        for anything else, before a History is made)."""
+        if not isinstance(state, dict):
+            raise TypeError(f"History.from_dict takes a dict, got {type(state).__name__}")
+        missing = [k for k in ("num_particles", "batch_loss", "evolutions", "records") if k not in state]
+        if missing:
+            raise ValueError(f"not a History.to_dict(): missing {missing}")
+        if not all(isinstance(state[k], list) for k in ("batch_loss", "evolutions", "records")) \
+                or not all(isinstance(r, dict) and "best" in r for r in state["records"]):
+            raise ValueError("not a History.to_dict(): batch_loss, evolutions and records must be lists "
+                             "(records of dicts with a 'best' entry)")
         h = cls(state["num_particles"])
         h.batch_loss = copy.deepcopy(state["batch_loss"])
         h.evolutions = copy.deepcopy(state["evolutions"])
         h.records = copy.deepcopy(state["records"])
+        restored = state.get("restored_epoch")  # absent in older checkpoints
+        if restored is not None:
+            h.mark_restored(restored)
         return h
 
     def __repr__(self) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -91,12 +91,30 @@ def _storages(kernels: list, what: str = "pool", indices=None) -> dict:
 # ------------------------------------------------------------------ arguments
 
 def _losses(losses, size: int) -> list:
-    if isinstance(losses, Tensor):
-        losses = losses.detach().reshape(-1).tolist()
-    try:
-        values = [float(x) for x in losses]
-    except (TypeError, ValueError):
-        raise TypeError(f"losses must be a sequence of numbers, got {type(losses).__name__}") from None
+    """``losses`` as K floats: a 1-D tensor / array or a sequence of numbers (0-d tensors
+    included) with one entry per member; anything else (a 2-D tensor, strings, nested
+    sequences) is refused rather than flattened."""
+    shape = getattr(losses, "shape", None)
+    if isinstance(losses, Tensor) or (shape is not None and hasattr(losses, "ndim")):
+        if len(shape) != 1:
+            raise ValueError(f"losses must be 1-D, one entry per member ({size}), "
+                             f"got shape {tuple(shape)}")
+        if isinstance(losses, Tensor):
+            if losses.is_complex() or losses.dtype == torch.bool:
+                raise TypeError(f"losses must hold real numbers, got a {losses.dtype} tensor")
+            losses = losses.detach().tolist()
+    if isinstance(losses, (str, bytes, dict)) or not isinstance(losses, Iterable):
+        raise TypeError(f"losses must be a sequence of numbers, got {type(losses).__name__}")
+    values = []
+    for i, x in enumerate(losses):
+        if isinstance(x, Tensor) and x.dim() == 0 and not x.is_complex() and x.dtype != torch.bool:
+            x = x.item()
+        elif isinstance(x, Tensor):
+            raise ValueError(f"losses[{i}] must be a number or a 0-d tensor, got a tensor of shape "
+                             f"{tuple(x.shape)}; losses must be 1-D, one entry per member")
+        if isinstance(x, bool) or not isinstance(x, numbers.Real):
+            raise TypeError(f"losses[{i}] must be a real number, got {type(x).__name__}")
+        values.append(float(x))
     if len(values) != size:
         raise ValueError(f"losses has {len(values)} entries but the pool has {size} members")
     bad = [i for i, x in enumerate(values) if math.isnan(x)]
@@ -190,8 +208,9 @@ def apso_step(pool, losses, alpha: float, subset_size: int | None = None, *, noi
 
 
 def _apso(size, storages_of, losses, alpha, subset_size, noise, replace, generator) -> ApsoResult:
-    """The step, given the pool size and ``storages_of(indices)`` -> {index: storage}
-    (only the members the step reads or writes are looked at)."""
+    """The step, given the pool size and ``storages_of(None)`` -> {index: storage} of
+    every member (all checked for one layout before anything is drawn, so a bad member
+    is reported whether or not the draw would have picked it)."""
     losses = _losses(losses, size)
     alpha = _open_unit(alpha, "alpha")
     subset_size = _subset_size(subset_size, size)
@@ -199,13 +218,13 @@ def _apso(size, storages_of, losses, alpha, subset_size, noise, replace, generat
     generator = _generator(generator)
     if not isinstance(replace, bool):
         raise TypeError(f"replace must be a bool, got {type(replace).__name__}")
+    storages = storages_of(None)  # raises for a member of another layout: nothing drawn yet
 
     indices = choose_subset(size, subset_size, replace=replace, generator=generator)
     best, weights = _plan(indices, losses, alpha)
     if not weights:
         return ApsoResult(indices, best, {})
     members = list(weights)
-    storages = storages_of([best] + members)
     for i in members:  # lazy products reading a member keep the values they were built from
         _settle(storages[i])
     source = storages[best].buffers
@@ -291,12 +310,23 @@ class Swarm(Sequence):
     something moves a member's parameters out of its row (``member.to(...)``,
     ``p.data = ...``, a structural change), the swarm notices and packs it back in
     before its next update.
+
+    ``member.state_dict()`` holds only that member: its parameters are views of a row
+    of the [K, N] buffer, and ``torch.save`` writes a view's whole storage, so the swarm
+    gives each member a state-dict hook that replaces such views by compact copies
+    (``torch.save(swarm[3].state_dict())`` writes one member, not K). Those values are
+    therefore snapshots, not aliases of the parameters (as FSDP's full state dicts);
+    buffers and parameters outside the row alias as usual, and
+    ``state_dict(keep_vars=True)`` still returns the Parameter objects themselves
+    (views of the row: save the default ``keep_vars=False`` form).
     """
 
     def __init__(self, particles: Sequence) -> None:
         self._kernels = _kernels_of(particles, "particles")
         self._members = list(particles)
         self._pack()
+        for m in self._members:
+            _install_compact_state(m)
 
     @classmethod
     def spawn(cls, model, size: int, init="randn") -> "Swarm":
@@ -422,16 +452,32 @@ class Swarm(Sequence):
     # ---------------------------------------------------------- state
 
     def state_dict(self) -> dict:
-        """Every member's ``state_dict`` (parameters and buffers), in order."""
+        """Every member's ``state_dict`` (parameters and buffers), in order. Each
+        member's parameters are compact copies of its row (see the class docstring), so
+        any part of it saves only what it holds; buffers alias the members' buffers."""
         return {"size": len(self), "members": [m.state_dict() for m in self._members]}
+
+    def check_state_dict(self, state, strict: bool = True) -> None:
+        """Raise (``TypeError`` / ``ValueError`` naming the member and the key) unless
+        :meth:`load_state_dict` would load ``state`` completely: a
+        :meth:`state_dict` of this many members whose tensors have this swarm's keys
+        (all of them and no others when ``strict``) and shapes. Changes nothing."""
+        if not isinstance(state, dict) or "members" not in state:
+            raise TypeError("state must be a Swarm.state_dict()")
+        members = state["members"]
+        if not isinstance(members, (list, tuple)):
+            raise TypeError("state['members'] must be a list of the members' state_dicts")
+        if len(members) != len(self) or state.get("size", len(members)) != len(members):
+            raise ValueError(f"state holds {len(members)} members, this swarm has {len(self)}")
+        for i, (m, s) in enumerate(zip(self._members, members)):
+            _check_module_state(m, s, strict, f"state['members'][{i}]")
 
     def load_state_dict(self, state: dict, strict: bool = True) -> None:
         """Load :meth:`state_dict` output into the members, in place (Parameter
-        objects and the [K, N] storage kept)."""
-        if not isinstance(state, dict) or "members" not in state:
-            raise TypeError("state must be a Swarm.state_dict()")
-        if len(state["members"]) != len(self):
-            raise ValueError(f"state holds {len(state['members'])} members, this swarm has {len(self)}")
+        objects and the [K, N] storage kept). Everything is checked first
+        (:meth:`check_state_dict`): a state of another size or architecture raises
+        and loads nothing."""
+        self.check_state_dict(state, strict)
         for m, s in zip(self._members, state["members"]):
             m.load_state_dict(s, strict=strict)
         self._sync()
@@ -453,3 +499,57 @@ class Swarm(Sequence):
 
 def _same(a: Tensor, b: Tensor) -> bool:
     return a is b or (a.data_ptr() == b.data_ptr() and a.shape == b.shape)
+
+
+# ------------------------------------------------------------------ member state dicts
+
+class _CompactState:
+    """A member's state-dict post-hook: every value that is a view into a larger
+    storage (a row of the swarm's [K, N] buffer) becomes a compact copy, so that
+    ``torch.save`` of the member's state writes the member only. Values that are
+    Parameters (``keep_vars=True``) are left as they are. Stateless, so a member with
+    the hook still pickles and deep-copies."""
+
+    def __call__(self, module, state_dict, prefix, local_metadata) -> None:
+        keys = [k for k in state_dict if k.startswith(prefix)]
+        if any(isinstance(state_dict[k], nn.Parameter) for k in keys):
+            return  # keep_vars=True: the caller asked for the Parameter objects
+        for k in keys:
+            v = state_dict[k]
+            if type(v) is Tensor and v.layout == torch.strided and not v.is_meta \
+                    and v.untyped_storage().nbytes() > v.numel() * v.element_size():
+                state_dict[k] = v.clone()
+
+
+def _install_compact_state(member) -> None:
+    if not any(isinstance(h, _CompactState) for h in member._state_dict_hooks.values()):
+        member.register_state_dict_post_hook(_CompactState())
+
+
+def _check_module_state(module: nn.Module, state, strict: bool, what: str) -> None:
+    """What ``module.load_state_dict(state, strict)`` would refuse (or half-load: torch
+    copies the matching entries before it reports a mismatch), raised before it runs."""
+    if not isinstance(state, dict):
+        raise TypeError(f"{what} must be a state_dict (a dict), got {type(state).__name__}")
+    own = module.state_dict(keep_vars=True)
+    # BatchNorm fills in a missing num_batches_tracked itself (states from old torch versions)
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in own]
+    if strict and (missing or unexpected):
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:3]}" + (f" and {len(missing) - 3} more" if len(missing) > 3 else ""))
+        if unexpected:
+            parts.append(f"unexpected {unexpected[:3]}"
+                         + (f" and {len(unexpected) - 3} more" if len(unexpected) > 3 else ""))
+        raise ValueError(f"{what} does not match the member's keys ({'; '.join(parts)}): a state of "
+                         f"another architecture; nothing was loaded")
+    for k, target in own.items():
+        if k not in state or not isinstance(target, Tensor):
+            continue
+        value = state[k]
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{what}[{k!r}] must be a tensor, got {type(value).__name__}; nothing was loaded")
+        if value.shape != target.shape:
+            raise ValueError(f"{what}[{k!r}] has shape {tuple(value.shape)}, the member's is "
+                             f"{tuple(target.shape)}: a state of another architecture; nothing was loaded")

@@ -131,6 +131,147 @@ def _float(value) -> float:
     return value.item() if isinstance(value, Tensor) else float(value)
 
 
+def _check_batches(data, name: str, pairs: bool = True):
+    """What can be checked of ``data`` before training without iterating it: its
+    ``len()`` (0 raises; returned, None when it has none) and, for a list or tuple of
+    batches, that every batch is an ``(x, y)`` pair (``pairs``)."""
+    if data is None:
+        return None
+    try:
+        n = len(data)
+    except TypeError:
+        return None
+    if n == 0:
+        raise ValueError(f"{name} is empty (it has no batches)")
+    if pairs and isinstance(data, (list, tuple)):
+        for i, batch in enumerate(data):
+            try:
+                _split(batch)
+            except ValueError as e:
+                raise ValueError(f"{name}[{i}]: {e}") from None
+    return n
+
+
+def _fit_subset_size(subset_size, size: int) -> int:
+    """fit's ``subset_size``: "auto" = min(6, K); None = K; else an int in 1..K."""
+    if isinstance(subset_size, str):
+        if subset_size != "auto":
+            raise ValueError(f"subset_size must be 'auto', an int or None, got {subset_size!r}")
+        return min(6, size)
+    return _subset_size(subset_size, size)
+
+
+# ------------------------------------------------------------------ checkpoints
+
+_CHECKPOINT_KEYS = ("size", "epoch", "stopped", "swarm", "optimizers", "generator", "rng", "history",
+                    "callbacks")
+# torch.optim optimizers whose per-parameter state tensors have the parameter's shape
+_ELEMENTWISE = {"SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Rprop", "Adagrad",
+                "Adadelta", "ASGD"}
+# param-group entries that differ between torch versions (filled in by Optimizer.__setstate__)
+# or are added by LR schedulers: not evidence of another kind of optimizer
+_VERSION_FLAGS = {"foreach", "maximize", "capturable", "differentiable", "fused", "decoupled_weight_decay",
+                  "initial_lr"}
+
+
+class _Checkpoint:
+    """A checkpoint read by :meth:`SwarmTrainer._read_checkpoint`: its path and state."""
+    __slots__ = ("path", "state")
+
+    def __init__(self, path: str, state: dict) -> None:
+        self.path, self.state = path, state
+
+
+def _class_name(obj) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def _optimizer_mismatch(opt, saved, saved_class) -> str | None:
+    """Why ``opt.load_state_dict(saved)`` would fail or load a state of another
+    optimizer (None when it fits)."""
+    if saved_class is not None and saved_class != _class_name(opt):
+        return f"the checkpoint's optimizer is {saved_class}, this run's is {_class_name(opt)}"
+    if not isinstance(saved, dict) or not isinstance(saved.get("state"), dict) \
+            or not isinstance(saved.get("param_groups"), (list, tuple)):
+        return "the saved state is not an optimizer state_dict"
+    groups = opt.param_groups
+    if len(saved["param_groups"]) != len(groups):
+        return (f"the checkpoint's optimizer has {len(saved['param_groups'])} parameter group(s), "
+                f"this run's {type(opt).__name__} has {len(groups)}")
+    params = {}
+    for j, (g, sg) in enumerate(zip(groups, saved["param_groups"])):
+        if not isinstance(sg, dict) or not isinstance(sg.get("params"), (list, tuple)):
+            return f"param_groups[{j}] is not a parameter group"
+        if len(sg["params"]) != len(g["params"]):
+            return (f"param_groups[{j}] holds {len(sg['params'])} parameters in the checkpoint, "
+                    f"{len(g['params'])} here")
+        ours, theirs = set(g) - {"params"}, set(sg) - {"params"}
+        if (theirs ^ ours) - _VERSION_FLAGS:
+            return (f"the checkpoint's optimizer ({saved_class or 'of unrecorded class'}) has the settings "
+                    f"{sorted(theirs)}, this run's {type(opt).__name__} has {sorted(ours)}: another kind "
+                    f"of optimizer")
+        params.update(zip(sg["params"], g["params"]))
+    for key, value in saved["state"].items():
+        if key not in params:
+            return f"the saved state is for parameter {key!r}, which no parameter group holds"
+        if not isinstance(value, dict):
+            return f"the saved state of parameter {key!r} is not a dict"
+        if type(opt).__module__.startswith("torch.optim") and type(opt).__name__ in _ELEMENTWISE:
+            p = params[key]
+            for name, v in value.items():
+                if isinstance(v, Tensor) and v.dim() > 0 and v.shape != p.shape:
+                    return (f"the saved {name!r} of parameter {key!r} has shape {tuple(v.shape)}, "
+                            f"the parameter {tuple(p.shape)}")
+    return None
+
+
+def _check_rng_state(rng, loader, refuse) -> None:
+    """``set_rng_state(rng, loader)`` would succeed (checked on throwaway generators)."""
+    if not isinstance(rng, dict) or "torch" not in rng or "python" not in rng:
+        refuse("the RNG states are not valid (no torch / python state)")
+    try:
+        torch.Generator().set_state(rng["torch"])
+        random.Random().setstate(rng["python"])
+        if "numpy" in rng:
+            import numpy as np
+            np.random.RandomState().set_state(rng["numpy"])
+        for s in rng.get("loader", []):
+            torch.Generator().set_state(s)
+    except (TypeError, RuntimeError, ValueError, ImportError) as e:
+        refuse(f"the RNG states are not valid ({type(e).__name__}: {e})")
+    generators = _loader_generators(loader)
+    if len(generators) != len(rng.get("loader", [])):
+        refuse(f"the train loader has {len(generators)} generator(s), the checkpoint's had "
+               f"{len(rng.get('loader', []))}; resume with the same kind of loader")
+    if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) > torch.cuda.device_count():
+        refuse(f"the checkpoint holds the RNG states of {len(rng['cuda'])} CUDA devices, "
+               f"this machine has {torch.cuda.device_count()}")
+
+
+def _match_callback_states(callbacks: list, saved: dict) -> list:
+    """(callback, saved state) pairs: saved keys are ``"<index>:<ClassName>"``; the
+    n-th saved state of a class goes to the n-th callback of that class that has a
+    state (so a progress bar added or not does not shift them)."""
+    def position(key) -> int:
+        index = str(key).split(":", 1)[0]
+        return int(index) if index.isdigit() else -1
+
+    by_class: dict = {}
+    for key in sorted(saved, key=position):
+        by_class.setdefault(str(key).split(":", 1)[-1], []).append(saved[key])
+    pairs, seen = [], {}
+    for cb in callbacks:
+        if not callable(getattr(cb, "state_dict", None)):
+            continue
+        name = type(cb).__name__
+        rank = seen.get(name, 0)
+        seen[name] = rank + 1
+        states = by_class.get(name, [])
+        if rank < len(states):
+            pairs.append((cb, states[rank]))
+    return pairs
+
+
 # ------------------------------------------------------------------ RNG state
 
 def _loader_generators(loader) -> list:
@@ -195,8 +336,11 @@ class SwarmTrainer:
     ``log_keys``, ``batches_per_epoch``."""
 
     def __init__(self, swarm, device="auto", *, seed: int | None = None) -> None:
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+        device = resolve_device(device)  # before the swarm is built or moved
         self.swarm = swarm if isinstance(swarm, Swarm) else Swarm(swarm)
-        self.device = resolve_device(device)
+        self.device = device
         if any(p.device != self.device for m in self.swarm for p in m.parameters()):
             self.swarm.to(self.device)
         if seed is None:
@@ -271,7 +415,7 @@ class SwarmTrainer:
     # ---------------------------------------------------------- fit
 
     def fit(self, train_loader, val_data=None, epochs: int = 1, optimizer=None, loss=None, *,
-            evolve_every: int | None = 16, alpha: float = 0.5, subset_size: int | None = 6,
+            evolve_every: int | None = 16, alpha: float = 0.5, subset_size: int | str | None = "auto",
             noise: float = 0.0, replace: bool = True, callbacks=None, metrics=None,
             progress: bool | None = None, resume_from=None) -> History:
         """Train the swarm for ``epochs`` epochs and return the run's :class:`History`.
@@ -286,8 +430,10 @@ class SwarmTrainer:
         (default ``F.cross_entropy``, which also fits models ending in ``log_softmax``).
         ``evolve_every``: APSO every that many batches (counted over the run; 0 or None:
         never). ``alpha``, ``subset_size``, ``noise``, ``replace``: the APSO step's
-        (see :func:`nytorch_ext.swarm.apso_step`). A member whose loss is NaN counts as
-        the worst in the step.
+        (see :func:`nytorch_ext.swarm.apso_step`). ``subset_size``: ``"auto"`` (the
+        default) draws ``min(6, K)`` members, the seed's 6 capped at the swarm size, so
+        the default fits any swarm; None draws K (as ``apso_step``); an int must be in
+        1..K. A member whose loss is NaN counts as the worst in the step.
         ``metrics``: name -> ``fn(output, target)`` -> float, a batch mean (e.g.
         :func:`accuracy`); logged as ``train_<name>`` (on the training forward passes) and
         ``val_<name>``.
@@ -300,18 +446,25 @@ class SwarmTrainer:
         (epoch 0, a new History).
 
         Every argument is checked (``ValueError`` / ``TypeError`` naming it) before any
-        training, and callbacks' ``on_fit_start`` runs before the first batch."""
+        training or any change to the swarm or the trainer: loaders known to be empty,
+        the callbacks (their ``check_fit``: an ``EarlyStopping`` monitor this run does not
+        log, a ``Checkpoint`` path that cannot be written) and the whole checkpoint to
+        resume from (the swarm's keys and shapes, the optimizers' classes and state, the
+        callbacks' states, the RNG states): a checkpoint that does not fit raises and
+        loads nothing. Then callbacks' ``on_fit_start`` runs, before the first batch."""
         train = _batches(train_loader, "train_loader")
         if train is None:
             raise ValueError("train_loader must be given")
         val = _batches(val_data, "val_data")
+        batches_per_epoch = _check_batches(train, "train_loader")
+        _check_batches(val, "val_data")
         epochs = _positive_int(epochs, "epochs")
         if evolve_every is None:
             evolve_every = 0
         evolve_every = _positive_int(evolve_every, "evolve_every", 0)
         alpha = _open_unit(alpha, "alpha")
         if evolve_every:
-            subset_size = _subset_size(subset_size, len(self.swarm))
+            subset_size = _fit_subset_size(subset_size, len(self.swarm))
         noise = _noise(noise)
         if not isinstance(replace, bool):
             raise TypeError(f"replace must be a bool, got {type(replace).__name__}")
@@ -324,7 +477,18 @@ class SwarmTrainer:
             checkpoint = self._read_checkpoint(resume_from)
         callbacks = self._callback_list(callbacks, progress)
         optimizers = self._make_optimizers(optimizer)
+        log_keys = ["train_loss"] + [f"train_{m}" for m in metrics]
+        if val is not None:
+            log_keys += ["val_loss"] + [f"val_{m}" for m in metrics]
+        for cb in callbacks:
+            check = getattr(cb, "check_fit", None)
+            if callable(check):
+                check(self, log_keys=list(log_keys), epochs=epochs)
+        loaded = None
+        if checkpoint is not None:
+            loaded = self._check_checkpoint(checkpoint, optimizers, callbacks, train_loader)
 
+        # ---- everything is checked: from here on the run is applied
         self._pending = None
         self.optimizers = optimizers
         self.loss_fn = loss_fn
@@ -333,20 +497,15 @@ class SwarmTrainer:
         self.epochs = epochs
         self.stop_training = False
         self.history = History(len(self.swarm))
-        self.log_keys = ["train_loss"] + [f"train_{m}" for m in metrics]
-        if val is not None:
-            self.log_keys += ["val_loss"] + [f"val_{m}" for m in metrics]
-        try:
-            self.batches_per_epoch = len(train)
-        except TypeError:
-            self.batches_per_epoch = None
+        self.log_keys = log_keys
+        self.batches_per_epoch = batches_per_epoch
         start = 0
         if checkpoint is not None:
-            start = self._load_training_state(checkpoint)
+            start = self._load_training_state(checkpoint, loaded)
         self._dispatch("on_fit_start")
         if checkpoint is not None:
-            self._load_callback_states(checkpoint)
-            set_rng_state(checkpoint["rng"], train_loader)
+            self._load_callback_states(loaded)
+            set_rng_state(checkpoint.state["rng"], train_loader)
         try:
             for epoch in range(start, epochs):
                 if self.stop_training:
@@ -400,13 +559,13 @@ class SwarmTrainer:
             if self.stop_training:
                 break
         if batches == 0:
-            raise ValueError("train_loader yielded no batches")
+            raise ValueError("train_loader yielded no batches")  # one without a len()
         record = {"epoch": epoch, "batches": batches, "samples": samples,
                   "train_loss": [s / samples for s in loss_sum]}
         for name, sums in metric_sum.items():
             record[f"train_{name}"] = [s / samples for s in sums]
         if val is not None:
-            ev = self._measure(val, metrics, loss_fn, ensemble=False)
+            ev = self._measure(val, metrics, loss_fn, ensemble=False, name="val_data")
             record["val_loss"] = ev.loss
             for name, values in ev.metrics.items():
                 record[f"val_{name}"] = values
@@ -417,7 +576,7 @@ class SwarmTrainer:
 
     # ---------------------------------------------------------- evaluate / predict
 
-    def _measure(self, data, metrics: dict, loss_fn, ensemble: bool) -> Evaluation:
+    def _measure(self, data, metrics: dict, loss_fn, ensemble: bool, name: str = "loader") -> Evaluation:
         members = list(self.swarm)
         k = len(members)
         loss_sum = [0.0] * k
@@ -443,7 +602,7 @@ class SwarmTrainer:
                         ens_sum[name] += _float(fn(log_mean, y)) * n
                 samples += n
         if samples == 0:
-            raise ValueError("the evaluation data yielded no batches")
+            raise ValueError(f"{name} yielded no batches")
         losses = [s / samples for s in loss_sum]
         return Evaluation(loss=losses, metrics={name: [s / samples for s in sums] for name, sums in metric_sum.items()},
                           best=best_of(losses), samples=samples,
@@ -461,6 +620,7 @@ class SwarmTrainer:
         data = _batches(loader, "loader")
         if data is None:
             raise ValueError("loader must be given")
+        _check_batches(data, "loader")
         metrics = _metrics(metrics)
         loss_fn = self.loss_fn if loss is None else loss
         if not callable(loss_fn):
@@ -469,11 +629,14 @@ class SwarmTrainer:
 
     @property
     def best_index(self) -> int:
-        """The latest epoch's best particle (lowest validation loss, else lowest training loss)."""
+        """The best particle (lowest validation loss, else lowest training loss) of the
+        epoch whose weights the swarm holds: the latest epoch's, or after
+        ``EarlyStopping(restore_best=True)`` the restored epoch's
+        (:attr:`History.current_best`)."""
         if not self.history.records:
             raise ValueError("use='best': no epoch has been trained yet, so there is no best "
                              "particle; fit first or pass use=<member index>")
-        return self.history.records[-1]["best"]
+        return self.history.current_best
 
     def predict(self, loader, use="best") -> Tensor:
         """Outputs on ``loader``'s inputs (batches ``x`` or ``(x, ...)``), concatenated
@@ -491,6 +654,9 @@ class SwarmTrainer:
         if isinstance(loader, Tensor):
             loader = [loader]
         data = _batches(loader, "loader")
+        if data is None:
+            raise ValueError("loader must be given")
+        _check_batches(data, "loader", pairs=False)
         members = list(self.swarm)
         chosen = members if use in ("ensemble", "all") else \
             [members[self.best_index if use == "best" else int(use)]]
@@ -523,6 +689,7 @@ class SwarmTrainer:
                 "epoch": len(self.history.records), "stopped": self.stop_training,
                 "swarm": self.swarm.state_dict(),
                 "optimizers": [o.state_dict() for o in self.optimizers],
+                "optimizer_classes": [_class_name(o) for o in self.optimizers],
                 "generator": self.generator.get_state(),
                 "rng": rng_state(self._train_loader),
                 "history": self.history.to_dict(),
@@ -530,56 +697,134 @@ class SwarmTrainer:
 
     def save_checkpoint(self, path) -> str:
         """Write :meth:`checkpoint_state` with ``torch.save`` (to a temporary file, then
-        renamed over ``path``). Returns the path."""
+        renamed over ``path``, so an interrupted save leaves the last checkpoint
+        intact). Returns the path."""
         path = os.fspath(path)
         state = self.checkpoint_state()
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         tmp = f"{path}.tmp{os.getpid()}"
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        try:
+            torch.save(state, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise
         return path
 
-    def _read_checkpoint(self, path) -> dict:
-        path = os.fspath(path)
+    def _read_checkpoint(self, path) -> "_Checkpoint":
+        """The checkpoint at ``path``, read and checked against this swarm (its size,
+        keys and shapes); errors name the file. Changes nothing."""
+        try:
+            path = os.fsdecode(os.fspath(path))
+        except TypeError:
+            raise TypeError(f"resume_from must be a path (str or os.PathLike), got {type(path).__name__}") from None
+        if os.path.isdir(path):
+            raise ValueError(f"resume_from: {path!r} is a directory, not a checkpoint file")
         if not os.path.exists(path):
             raise FileNotFoundError(f"resume_from: no checkpoint at {path!r}")
+        if os.path.getsize(path) == 0:
+            raise ValueError(f"resume_from: the checkpoint {path!r} is empty (0 bytes): an interrupted "
+                             f"write or not a checkpoint")
         # RNG states include Python and NumPy objects: only load checkpoints you trust.
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:
+            raise ValueError(f"resume_from: cannot read the checkpoint {path!r}: it is truncated, corrupt "
+                             f"or not a torch.save file ({type(e).__name__}: {e})") from e
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"resume_from: {path!r} is not a SwarmTrainer checkpoint")
+        missing = [k for k in _CHECKPOINT_KEYS if k not in state]
+        if missing:
+            raise ValueError(f"resume_from: the checkpoint {path!r} is incomplete (missing {missing})")
         if state["size"] != len(self.swarm):
-            raise ValueError(f"resume_from: the checkpoint holds {state['size']} members, "
+            raise ValueError(f"resume_from: the checkpoint {path!r} holds {state['size']} members, "
                              f"this swarm has {len(self.swarm)}")
-        return state
+        try:
+            self.swarm.check_state_dict(state["swarm"])
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"resume_from: the checkpoint {path!r} does not fit this swarm: {e}") from None
+        return _Checkpoint(path, state)
 
     def resume(self, path) -> "SwarmTrainer":
         """Stage the checkpoint at ``path``: the next :meth:`fit` continues its run (as
-        ``fit(..., resume_from=path)``). The swarm's parameters are loaded now."""
-        state = self._read_checkpoint(path)
-        self.swarm.load_state_dict(state["swarm"])
-        self._pending = state
+        ``fit(..., resume_from=path)``). The swarm's parameters are loaded now (after
+        checking that all of them fit; the rest is checked by that ``fit``)."""
+        checkpoint = self._read_checkpoint(path)
+        self.swarm.load_state_dict(checkpoint.state["swarm"])
+        self._pending = checkpoint
         return self
 
-    def _load_training_state(self, state: dict) -> int:
-        """Load a checkpoint's swarm, optimizer, generator and History; return the
-        epoch to continue from."""
+    def _check_checkpoint(self, checkpoint: "_Checkpoint", optimizers: list, callbacks: list,
+                          loader) -> dict:
+        """Everything ``fit`` would load from ``checkpoint`` checked against this run
+        (optimizers, generator, History, callbacks' states, RNG states), before any of it
+        is applied; returns what to apply (the History made, the callbacks' states)."""
+        path, state = checkpoint.path, checkpoint.state
+
+        def refuse(message, cls=ValueError):
+            raise cls(f"resume_from {path!r}: {message}")
+
+        # optimizers: count, classes, param groups, per-parameter state
+        saved = state["optimizers"]
+        if not isinstance(saved, (list, tuple)) or len(saved) != len(optimizers):
+            refuse(f"the checkpoint holds {len(saved) if isinstance(saved, (list, tuple)) else '?'} "
+                   f"optimizer states, this run has {len(optimizers)} optimizers")
+        classes = state.get("optimizer_classes")  # absent in older checkpoints
+        if not isinstance(classes, (list, tuple)) or len(classes) != len(optimizers):
+            classes = [None] * len(optimizers)
+        for i, (opt, s) in enumerate(zip(optimizers, saved)):
+            problem = _optimizer_mismatch(opt, s, classes[i])
+            if problem:
+                refuse(f"optimizer[{i}]: {problem}; resume with the optimizer of the run that wrote the "
+                       f"checkpoint (to change optimizers, load only the weights: "
+                       f"trainer.swarm.load_state_dict(torch.load(path, weights_only=False)['swarm']))")
+        # the trainer's generator and the RNG states: set on throwaway objects
+        try:
+            torch.Generator().set_state(state["generator"])
+        except (TypeError, RuntimeError, ValueError) as e:
+            refuse(f"the APSO generator state is not valid ({e})")
+        _check_rng_state(state["rng"], loader, refuse)
+        if isinstance(state["epoch"], bool) or not isinstance(state["epoch"], numbers.Integral) \
+                or state["epoch"] < 0 or not isinstance(state["stopped"], bool):
+            refuse("the epoch counter or the stop flag is not valid")
+        try:
+            history = History.from_dict(state["history"])
+        except (TypeError, ValueError, KeyError) as e:
+            refuse(f"the History is not valid ({e})")
+        if history.num_particles != len(self.swarm):
+            refuse(f"the History has {history.num_particles} particles, this swarm {len(self.swarm)}")
+        # callbacks: each saved state to the callback of its class and rank
+        if not isinstance(state["callbacks"], dict):
+            refuse("the callbacks' states are not a dict")
+        cb_states = []
+        for cb, s in _match_callback_states(callbacks, state["callbacks"]):
+            check = getattr(cb, "check_state_dict", None)
+            if callable(check):
+                try:
+                    check(s, self)
+                except (TypeError, ValueError, KeyError) as e:
+                    refuse(f"the saved state of {type(cb).__name__} does not fit it: {e}")
+            cb_states.append((cb, s))
+        return {"history": history, "callbacks": cb_states}
+
+    def _load_training_state(self, checkpoint: "_Checkpoint", loaded: dict) -> int:
+        """Load a checkpoint's swarm, optimizers, generator and History (all checked by
+        :meth:`_check_checkpoint`); return the epoch to continue from."""
+        state = checkpoint.state
         self.swarm.load_state_dict(state["swarm"])
-        if len(state["optimizers"]) != len(self.optimizers):
-            raise ValueError("resume_from: the checkpoint's optimizer count does not match the swarm")
         for opt, s in zip(self.optimizers, state["optimizers"]):
             opt.load_state_dict(s)
         self.generator.set_state(state["generator"])
-        self.history = History.from_dict(state["history"])
+        self.history = loaded["history"]
         self.stop_training = bool(state["stopped"])
         return int(state["epoch"])
 
-    def _load_callback_states(self, state: dict) -> None:
-        saved = state["callbacks"]
-        for i, cb in enumerate(self._callbacks):
-            key = f"{i}:{type(cb).__name__}"
-            if key in saved and callable(getattr(cb, "load_state_dict", None)):
-                cb.load_state_dict(saved[key])
+    def _load_callback_states(self, loaded: dict) -> None:
+        for cb, s in loaded["callbacks"]:
+            if callable(getattr(cb, "load_state_dict", None)):
+                cb.load_state_dict(s)
 
     def __repr__(self) -> str:
         return f"SwarmTrainer({self.swarm!r}, device={str(self.device)!r})"

@@ -10,8 +10,9 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from nytorch_ext.callbacks import Callback, Checkpoint, EarlyStopping, ProgressBar, tqdm_available
+from nytorch_ext.history import History
 from nytorch_ext.train import CHECKPOINT_FORMAT, SwarmTrainer, accuracy
-from test_train import flat, make_swarm, one_thread, sgd, toy_data, toy_loader  # noqa: F401 (fixture)
+from test_train import ExplodingLoader, flat, make_swarm, one_thread, sgd, toy_data, toy_loader  # noqa: F401
 
 
 def fixed_val_loss(values):
@@ -86,6 +87,50 @@ def test_early_stopping_restore_best_loads_the_best_epochs_swarm():
     assert not torch.equal(flat(swarm[0]), snapshots[2][0])
 
 
+def scripted_val_losses(per_epoch):
+    """Per epoch, every member's val_loss (and so the epoch's best member) from a list."""
+    from nytorch_ext.history import best_of
+
+    class Script(Callback):
+        order = -10
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            logs["val_loss"] = list(per_epoch[epoch])
+            logs["best"] = best_of(logs["val_loss"])
+
+    return Script()
+
+
+def test_restore_best_points_best_index_at_the_restored_epochs_best(tmp_path):
+    """After EarlyStopping(restore_best=True), trainer.best_index / predict(use="best")
+    name the best member of the restored epoch, not the last epoch's."""
+    x, y = toy_data(32)
+    trainer = SwarmTrainer(make_swarm(3), device="cpu", seed=0)
+    es = EarlyStopping("val_loss", patience=1, restore_best=True)
+    losses = [[3, 2, 1], [0.5, 0.9, 0.7], [2, 2, 1], [3, 3, 1.5]]  # best epoch 1 (member 0); then member 2
+    history = trainer.fit([(x, y)], val_data=(x, y), epochs=4, optimizer=sgd(0.5), evolve_every=0,
+                          progress=False, callbacks=[scripted_val_losses(losses), es, Checkpoint(tmp_path / "c.pt")])
+    assert es.best_epoch == 1 and len(history) == 3 and history.best == [2, 0, 2]
+    assert trainer.best_index == 0  # was 2, the last epoch's best
+    torch.testing.assert_close(trainer.predict(x), trainer.predict(x, use=0))
+    assert history.restored_epoch == 1 and history.current_best == 0
+    assert History.from_dict(history.to_dict()).current_best == 0
+    # a checkpoint saved now agrees; the one saved at the last epoch is restored again on resume
+    trainer.save_checkpoint(tmp_path / "after.pt")
+    saved = torch.load(tmp_path / "after.pt", weights_only=False)
+    assert History.from_dict(saved["history"]).current_best == 0
+    later = SwarmTrainer(make_swarm(3, seed=4), device="cpu").resume(tmp_path / "after.pt")
+    assert all(torch.equal(flat(a), flat(b)) for a, b in zip(trainer.swarm, later.swarm))  # the restored weights
+    again = SwarmTrainer(make_swarm(3, seed=4), device="cpu")
+    again.fit([(x, y)], val_data=(x, y), epochs=4, optimizer=sgd(0.5), evolve_every=0, progress=False,
+              callbacks=[EarlyStopping("val_loss", patience=1, restore_best=True)], resume_from=tmp_path / "c.pt")
+    assert again.best_index == 0 and again.history.restored_epoch == 1
+    assert all(torch.equal(flat(a), flat(b)) for a, b in zip(trainer.swarm, again.swarm))
+    # a new epoch after a restore clears the mark
+    history.add_epoch({"epoch": 3, "val_loss": [1, 0, 1], "best": 1})
+    assert history.restored_epoch is None and history.current_best == 1
+
+
 def test_early_stopping_bad_arguments():
     with pytest.raises(ValueError, match="mode"):
         EarlyStopping("val_f1")
@@ -97,6 +142,8 @@ def test_early_stopping_bad_arguments():
         EarlyStopping(min_delta=float("nan"))
     with pytest.raises(ValueError, match="of"):
         EarlyStopping(of="median")
+    with pytest.raises(TypeError, match="restore_best"):
+        EarlyStopping(restore_best="yes")
     assert EarlyStopping("val_f1", mode="max").mode == "max"
 
 
@@ -231,6 +278,172 @@ def test_resume_errors(tmp_path):
         Checkpoint(tmp_path / "x.pt", every=0)
     with pytest.raises(ValueError, match="no optimizers"):
         SwarmTrainer(make_swarm(2), device="cpu").save_checkpoint(tmp_path / "y.pt")
+
+
+def trainer_state(trainer):
+    """Everything a refused fit / resume must leave as it was."""
+    return ([flat(m).clone() for m in trainer.swarm],
+            [m.root_module.fc1.bias.data_ptr() for m in trainer.swarm],
+            trainer.generator.get_state(), trainer.history.to_dict(), trainer.optimizers,
+            [o.state_dict()["state"] for o in trainer.optimizers or []], torch.get_rng_state())
+
+
+def assert_unchanged(trainer, before):
+    after = trainer_state(trainer)
+    assert all(torch.equal(a, b) for a, b in zip(after[0], before[0]))
+    assert after[1] == before[1] and torch.equal(after[2], before[2]) and after[3] == before[3]
+    assert after[4] is before[4] and torch.equal(after[6], before[6])
+    for sa, sb in zip(after[5], before[5]):
+        assert sa.keys() == sb.keys()
+        assert all(torch.equal(sa[k]["momentum_buffer"], sb[k]["momentum_buffer"]) for k in sa)
+
+
+def short_run(tmp_path, name="c.pt", k=2, optimizer=None, **kw):
+    trainer = SwarmTrainer(make_swarm(k, **kw), device="cpu", seed=0)
+    x, y = toy_data(32)
+    trainer.fit([(x, y)], val_data=(x, y), epochs=1, optimizer=optimizer or sgd(0.1, 0.9), evolve_every=0,
+                progress=False, callbacks=[EarlyStopping(restore_best=True), Checkpoint(tmp_path / name)])
+    return tmp_path / name
+
+
+def resumed_fit(trainer, path, train=None, **kw):
+    x, y = toy_data(32)
+    args = dict(val_data=(x, y), epochs=3, optimizer=sgd(0.1, 0.9), evolve_every=0, progress=False,
+                callbacks=[EarlyStopping(restore_best=True)], resume_from=path)
+    args.update(kw)
+    return trainer.fit(ExplodingLoader() if train is None else train, **args)
+
+
+def test_truncated_empty_or_directory_checkpoints_are_refused_naming_the_file(tmp_path):
+    good = short_run(tmp_path)
+    data = good.read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(data[:len(data) // 2])
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint at all")
+    (tmp_path / "dir.pt").mkdir()
+    trainer = SwarmTrainer(make_swarm(2, seed=3), device="cpu")
+    before = trainer_state(trainer)
+    for name, match in [("truncated.pt", "cannot read the checkpoint .*truncated.pt.*truncated, corrupt"),
+                        ("empty.pt", "checkpoint .*empty.pt.* is empty"),
+                        ("garbage.pt", "cannot read the checkpoint .*garbage.pt"),
+                        ("dir.pt", "dir.pt.* is a directory")]:
+        with pytest.raises(ValueError, match=match):
+            resumed_fit(trainer, tmp_path / name)
+        with pytest.raises(ValueError, match=match):
+            trainer.resume(tmp_path / name)
+        assert_unchanged(trainer, before)
+    with pytest.raises(TypeError, match="resume_from must be a path"):
+        resumed_fit(trainer, 3)
+
+
+def test_resume_into_another_architecture_loads_nothing(tmp_path):
+    path = short_run(tmp_path)  # MLP(64, 32, 10)
+    for kw in (dict(hidden=16), dict(n_out=5), dict(dropout=0.5, hidden=33)):
+        trainer = SwarmTrainer(make_swarm(2, seed=3, **kw), device="cpu")
+        before = trainer_state(trainer)
+        with pytest.raises(ValueError, match=r"c.pt.* does not fit this swarm: .*has shape"):
+            trainer.resume(path)
+        with pytest.raises(ValueError, match=r"c.pt.* does not fit this swarm"):
+            resumed_fit(trainer, path, train=[toy_data(4, n_in=64)])
+        assert_unchanged(trainer, before)
+        assert trainer._pending is None
+
+
+def test_resume_with_another_optimizer_is_refused_before_loading_anything(tmp_path):
+    sgd_ckpt = short_run(tmp_path, "sgd.pt")
+    adam_ckpt = short_run(tmp_path, "adam.pt", optimizer=lambda p: torch.optim.Adam(p, lr=1e-3))
+    trainer = SwarmTrainer(make_swarm(2, seed=3), device="cpu")
+    resumed_fit(trainer, sgd_ckpt, train=[toy_data(32)], epochs=2)  # SGD momentum state exists now
+    before = trainer_state(trainer)
+    cases = [
+        (adam_ckpt, dict(), r"adam.pt.*optimizer\[0\]: the checkpoint's optimizer is torch.optim.adam.Adam, "
+                            r"this run's is torch.optim.sgd.SGD"),
+        (sgd_ckpt, dict(optimizer=lambda p: torch.optim.Adam(p, lr=1e-3)),
+         r"optimizer is torch.optim.sgd.SGD, this run's is torch.optim.adam.Adam"),
+        (sgd_ckpt, dict(optimizer=lambda p: torch.optim.SGD([{"params": list(p)[:2]}, {"params": []}], lr=0.1)),
+         "has 1 parameter group.*SGD has 2"),
+    ]
+    for path, kw, match in cases:
+        optimizers = trainer.optimizers
+        with pytest.raises(ValueError, match=match):
+            resumed_fit(trainer, path, **kw)
+        assert trainer.optimizers is optimizers
+        assert_unchanged(trainer, before)
+    # a checkpoint from before optimizer classes were recorded: told apart by the settings
+    state = torch.load(adam_ckpt, weights_only=False)
+    del state["optimizer_classes"]
+    torch.save(state, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="another kind of optimizer"):
+        resumed_fit(trainer, tmp_path / "old.pt")
+    assert_unchanged(trainer, before)
+
+
+def test_resume_checks_rng_and_callback_states_before_loading_anything(tmp_path):
+    x, y = toy_data(32)
+    loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(0))
+    trainer = SwarmTrainer(make_swarm(2), device="cpu", seed=0)
+    trainer.fit(loader, val_data=(x, y), epochs=1, optimizer=sgd(0.1, 0.9), evolve_every=0, progress=False,
+                callbacks=[EarlyStopping(restore_best=True), Checkpoint(tmp_path / "own.pt")])
+    fresh = SwarmTrainer(make_swarm(2, seed=3), device="cpu")
+    before = trainer_state(fresh)
+    # the loader's generator count is checked before the swarm is loaded (was: after)
+    with pytest.raises(ValueError, match="the train loader has 0 generator") as info:
+        resumed_fit(fresh, tmp_path / "own.pt", train=toy_loader(32, 16))
+    assert_unchanged(fresh, before)
+    assert "own.pt" in str(info.value)
+    # a callback refusing the run (an unlogged monitor) refuses before the checkpoint is loaded
+    with pytest.raises(ValueError, match="monitor='val_accuracy' is not logged"):
+        resumed_fit(fresh, tmp_path / "own.pt", train=loader, callbacks=[EarlyStopping("val_accuracy")])
+    assert_unchanged(fresh, before)
+    # a saved callback state that does not fit
+    state = torch.load(tmp_path / "own.pt", weights_only=False)
+    state["callbacks"]["0:EarlyStopping"]["best_state"]["members"][1].pop("root_module.fc2.bias")
+    torch.save(state, tmp_path / "bad_cb.pt")
+    with pytest.raises(ValueError, match=r"bad_cb.pt.*EarlyStopping does not fit.*missing \['root_module.fc2.bias'\]"):
+        resumed_fit(fresh, tmp_path / "bad_cb.pt", train=loader)
+    assert_unchanged(fresh, before)
+    state = torch.load(tmp_path / "own.pt", weights_only=False)
+    del state["callbacks"]["0:EarlyStopping"]["wait"]
+    torch.save(state, tmp_path / "bad_cb2.pt")
+    with pytest.raises(ValueError, match=r"EarlyStopping state is missing \['wait'\]"):
+        resumed_fit(fresh, tmp_path / "bad_cb2.pt", train=loader)
+    assert_unchanged(fresh, before)
+    # saved states go to the callback of their class, wherever it sits in the list
+    es = EarlyStopping(restore_best=True)
+    resumed_fit(fresh, tmp_path / "own.pt", train=loader, epochs=1, callbacks=[Callback(), Callback(), es])
+    assert es.best_epoch == 0 and es.best_state is not None
+
+
+@pytest.mark.parametrize("make_path, match", [
+    (lambda d: d / "file.txt" / "ck.pt", "file.txt' is a file"),
+    (lambda d: d / "file.txt" / "sub" / "ck-{epoch}.pt", "file.txt' is a file"),
+    (lambda d: d / "adir", "is a directory"),
+])
+def test_checkpoint_paths_that_cannot_be_written_fail_before_training(tmp_path, make_path, match):
+    (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "adir").mkdir()
+    trainer = SwarmTrainer(make_swarm(2), device="cpu")
+    with pytest.raises(ValueError, match=match):
+        trainer.fit(ExplodingLoader(), epochs=2, evolve_every=0, progress=False,
+                    callbacks=[Checkpoint(make_path(tmp_path))])
+    assert trainer.optimizers is None
+
+
+def test_checkpoint_path_format_fields_are_checked_at_construction(tmp_path):
+    for path, match in [("run-{x}.pt", r"format field \{x\}"), ("run-{epoch}-{x}.pt", r"\{x\}"),
+                        ("run-{}.pt", r"format field \{\}"), ("run-{epoch.pt", "not a valid format string"),
+                        ("run-{epoch:q}.pt", "cannot fill in")]:
+        with pytest.raises(ValueError, match=match):
+            Checkpoint(str(tmp_path / path))
+    with pytest.raises(TypeError, match="path must be"):
+        Checkpoint(3)
+    assert Checkpoint(tmp_path / "r-{epoch:03d}.pt").path_for(7).endswith("r-007.pt")
+    assert Checkpoint(tmp_path / "r{{1}}.pt").path_for(7).endswith("r{1}.pt")
+    # a directory that does not exist yet is made at the first save
+    trainer = SwarmTrainer(make_swarm(2), device="cpu")
+    ck = Checkpoint(tmp_path / "new" / "deeper" / "ck-{epoch}.pt")
+    zero_lr_fit(trainer, 1, [ck])
+    assert ck.saved and all(__import__("os").path.exists(p) for p in ck.saved)
 
 
 # ------------------------------------------------------------------ progress

@@ -2,6 +2,9 @@
 import copy
 import math
 
+import io
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -210,6 +213,15 @@ def bad_calls():
         (dict(noise=float("inf")), ValueError, "noise"),
         (dict(generator=g.get_state()), TypeError, "generator must be a torch.Generator"),
         (dict(replace=None), TypeError, "replace must be a bool"),
+        # not 1-D / length K: refused, never flattened
+        (dict(losses=torch.ones(6, 1)), ValueError, r"losses must be 1-D.*shape \(6, 1\)"),
+        (dict(losses=torch.ones(2, 3)), ValueError, r"losses must be 1-D.*shape \(2, 3\)"),
+        (dict(losses=torch.tensor(1.0)), ValueError, "losses must be 1-D"),
+        (dict(losses=np.ones((6, 1))), ValueError, "losses must be 1-D"),
+        (dict(losses=[torch.ones(1)] * 6), ValueError, r"losses\[0\] must be a number or a 0-d tensor"),
+        (dict(losses=["1"] * 6), TypeError, r"losses\[0\] must be a real number"),
+        (dict(losses="123456"), TypeError, "losses must be a sequence of numbers"),
+        (dict(losses=torch.ones(6, dtype=torch.complex64)), TypeError, "losses must hold real numbers"),
     ]
 
 
@@ -260,6 +272,35 @@ def test_apso_on_a_pool_with_different_layouts_raises_before_writing():
     with pytest.raises(ValueError, match=r"pool\[2\] has a different flat layout"):
         apso_step(pool, [1.0, 2.0, 3.0], 0.5, replace=False)
     assert all(torch.equal(flat_values(m), b) for m, b in zip(pool, before))
+
+
+@pytest.mark.parametrize("container", ["swarm", "list"])
+def test_apso_checks_every_members_layout_before_drawing(container):
+    """D16: a member of another layout is reported even when the draw would not pick
+    it, before the generator (or torch's RNG) is touched."""
+    pool = make_pool(6)
+    pool = Swarm(pool) if container == "swarm" else pool
+    pool[5].double()
+    g = torch.Generator().manual_seed(0)
+    assert 5 not in choose_subset(6, 2, generator=torch.Generator().manual_seed(0))
+    before = [flat_values(m) for m in pool]
+    g_state, rng = g.get_state(), torch.get_rng_state()
+    with pytest.raises(ValueError, match=r"\[5\] has a different flat layout"):
+        apso_step(pool, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 0.5, 2, generator=g)
+    with pytest.raises(ValueError, match=r"\[5\] has a different flat layout"):
+        apso_step(pool, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 0.5, 2)  # torch's default generator
+    assert torch.equal(g.get_state(), g_state) and torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(flat_values(m), b) for m, b in zip(pool, before))
+    pool[5].float()  # repaired: the step runs
+    apso_step(pool, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 0.5, 2, generator=g)
+
+
+def test_apso_losses_accepts_1d_tensors_arrays_and_0d_elements():
+    pool = Swarm(make_pool(3))
+    for losses in (torch.tensor([3.0, 1.0, 2.0]), np.array([3.0, 1.0, 2.0]),
+                   [torch.tensor(3.0), np.float32(1.0), 2], (3.0, 1.0, 2.0)):
+        result = pool.apso_step(losses, 0.5, 3, replace=False, generator=torch.Generator().manual_seed(0))
+        assert result.best == 1
 
 
 # ------------------------------------------------------------------ momentum
@@ -401,6 +442,80 @@ def test_swarm_state_dict_round_trip():
         Swarm(make_pool(3)).load_state_dict(state)
     with pytest.raises(TypeError, match="Swarm.state_dict"):
         swarm.load_state_dict({"x": 1})
+
+
+def saved_bytes(obj) -> int:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.tell()
+
+
+def test_member_state_dict_saves_only_that_member():
+    """D9: a member's parameters are views of a row of the [K, N] buffer; its
+    state_dict must not carry (and torch.save must not write) the other members."""
+    swarm = Swarm.spawn(nyto.ParticleModule(Wide()), 12)  # 256 KiB per member, 3 MiB in all
+    member_bytes = 4 << 16
+    alone = saved_bytes(nyto.ParticleModule(Wide()).state_dict())
+    assert member_bytes < alone < member_bytes + 4096
+    assert saved_bytes(swarm[3].state_dict()) == alone  # was 12x (the whole buffer)
+    state = swarm.state_dict()
+    assert saved_bytes(state["members"][3]) == alone
+    assert saved_bytes(nn.ModuleList(swarm.members[:2]).state_dict()) < 2 * alone + 4096  # nested: each hooked
+    assert saved_bytes(state) < 12 * alone + 8192  # every member once
+    # the values are compact copies with the member's values (not aliases of the row) ...
+    sd = swarm[3].state_dict()
+    w = swarm[3].root_module.w
+    assert torch.equal(sd["root_module.w"], w.detach()) and sd["root_module.w"].data_ptr() != w.data_ptr()
+    assert sd["root_module.w"].untyped_storage().nbytes() == member_bytes
+    # ... and keep_vars=True still gives the Parameter objects themselves
+    assert swarm[3].state_dict(keep_vars=True)["root_module.w"] is w
+    # a round trip loads the member's own values
+    other = Swarm.spawn(nyto.ParticleModule(Wide()), 12)
+    buf = io.BytesIO()
+    torch.save(swarm[3].state_dict(), buf)
+    buf.seek(0)
+    other[7].load_state_dict(torch.load(buf))
+    assert torch.equal(flat_values(other[7]), flat_values(swarm[3]))
+    assert other[7].root_module.w.data_ptr() == other.buffers()[0][7].data_ptr()  # still in its row
+    # a member with the hook still pickles and deep-copies
+    copy.deepcopy(swarm[3])
+    saved_bytes(swarm[3])
+
+
+def test_swarm_load_state_dict_checks_every_member_before_loading():
+    """A state of another architecture (or with one bad member) raises and loads nothing:
+    torch's load_state_dict copies the matching entries before it reports a mismatch."""
+    swarm = Swarm(make_pool(3))
+    before = [flat_values(m) for m in swarm]
+    bn_before = swarm[0].root_module.bn.running_mean.clone()
+
+    def bad(change):
+        state = copy.deepcopy(Swarm(make_pool(3)).state_dict())
+        for sd in state["members"]:
+            sd["root_module.bn.running_mean"].fill_(7.0)  # would be loaded by a half load
+        change(state["members"])
+        return state
+
+    cases = [
+        (lambda ms: ms[2].update({"root_module.fc2.weight": torch.zeros(4, 7)}), ValueError,
+         r"state\['members'\]\[2\]\['root_module.fc2.weight'\] has shape \(4, 7\)"),
+        (lambda ms: ms[1].pop("root_module.fc1.bias"), ValueError, r"\[1\].*missing \['root_module.fc1.bias'\]"),
+        (lambda ms: ms[2].update({"root_module.extra": torch.zeros(1)}), ValueError, "unexpected"),
+        (lambda ms: ms[2].update({"root_module.fc1.bias": [0.0] * 7}), TypeError, "must be a tensor"),
+        (lambda ms: ms.__setitem__(1, 3), TypeError, r"\[1\] must be a state_dict"),
+    ]
+    for change, error, match in cases:
+        with pytest.raises(error, match=match):
+            swarm.load_state_dict(bad(change))
+        assert all(torch.equal(flat_values(m), b) for m, b in zip(swarm, before))
+        assert torch.equal(swarm[0].root_module.bn.running_mean, bn_before)
+    # strict=False tolerates missing and unexpected keys, never a wrong shape
+    state = bad(lambda ms: ms[1].pop("root_module.fc1.bias"))
+    swarm.load_state_dict(state, strict=False)
+    assert torch.equal(swarm[0].root_module.bn.running_mean, torch.full((7,), 7.0))
+    with pytest.raises(ValueError, match="has shape"):
+        swarm.load_state_dict(bad(lambda ms: ms[0].update({"root_module.fc1.weight": torch.zeros(1)})),
+                              strict=False)
 
 
 def test_swarm_with_nyto_modules_and_lazy_products():

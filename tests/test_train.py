@@ -438,6 +438,10 @@ class ExplodingLoader:
     ({"evolve_every": -1}, "evolve_every"),
     ({"noise": -1.0}, "noise"),
     ({"optimizer": [1, 2]}, "optimizer"),
+    ({"subset_size": "all"}, "subset_size must be 'auto'"),
+    ({"val_data": []}, "val_data is empty"),
+    ({"val_data": DataLoader(TensorDataset(torch.zeros(0, 64), torch.zeros(0)))}, "val_data is empty"),
+    ({"val_data": [(torch.zeros(2, 64),)]}, r"val_data\[0\].*pair"),
 ])
 def test_bad_fit_arguments_raise_value_error_before_training(kwargs, match):
     swarm = make_swarm(4)
@@ -449,6 +453,47 @@ def test_bad_fit_arguments_raise_value_error_before_training(kwargs, match):
         trainer.fit(ExplodingLoader(), **args)
     assert all(torch.equal(flat(m), b) for m, b in zip(swarm, before))
     assert trainer.optimizers is None
+
+
+def test_empty_train_loader_is_refused_before_anything_runs():
+    rec = Recorder()
+    trainer = SwarmTrainer(make_swarm(2), device="cpu")
+    for empty in ([], DataLoader(TensorDataset(torch.zeros(0, 64), torch.zeros(0)))):
+        with pytest.raises(ValueError, match="train_loader is empty"):
+            trainer.fit(empty, evolve_every=0, callbacks=[rec], progress=False)
+    assert rec.calls == [] and trainer.optimizers is None  # on_fit_start never ran
+    with pytest.raises(ValueError, match=r"train_loader\[1\].*pair"):
+        trainer.fit([toy_data(4), (torch.zeros(4, 64),)], evolve_every=0, callbacks=[rec], progress=False)
+    assert rec.calls == []
+    with pytest.raises(ValueError, match="loader is empty"):
+        trainer.evaluate([])
+    with pytest.raises(ValueError, match="loader must be given"):
+        trainer.predict(None, use=0)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5, 8])
+def test_the_default_subset_size_fits_every_swarm_size(k):
+    """fit's default subset_size ("auto") is min(6, K): valid for any swarm (was 6,
+    which failed for K < 6 with an error about an argument nobody passed)."""
+    trainer = SwarmTrainer(make_swarm(k, n_in=4, hidden=3, n_out=2), device="cpu", seed=0)
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    history = trainer.fit([(x, y)] * 2, epochs=1, optimizer=sgd(), evolve_every=1, progress=False)
+    assert [len(e["indices"]) for e in history.evolutions] == [min(6, k)] * 2
+    history = trainer.fit([(x, y)], epochs=1, evolve_every=1, subset_size=None, progress=False)
+    assert len(history.evolutions[0]["indices"]) == k  # None: the whole swarm, as apso_step
+
+
+def test_trainer_checks_seed_and_device_before_building_or_moving_the_swarm(monkeypatch):
+    torch.manual_seed(0)
+    members = [nyto.ParticleModule(MLP()) for _ in range(2)]
+    members[1] = members[0].clone_from(members[1])
+    ptrs = [[p.data_ptr() for p in m.parameters()] for m in members]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        SwarmTrainer(members, device="cuda")
+    with pytest.raises(TypeError, match="seed must be an int"):
+        SwarmTrainer(members, device="cpu", seed=1.5)
+    assert [[p.data_ptr() for p in m.parameters()] for m in members] == ptrs  # not packed into a Swarm
 
 
 @pytest.mark.parametrize("kwargs, match", [
