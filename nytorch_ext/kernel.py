@@ -52,6 +52,9 @@ class Species:
         self.next_mid = ROOT_MODULE_ID + 1
         self.members: "weakref.WeakSet[ParticleKernel]" = weakref.WeakSet()
         self.pending = False  # some member changed structure and has not recorded it
+        # the change cells of those members, in the order they changed: their
+        # changes are logged in that order (nytorch versions each change as made)
+        self.dirty_order: list = []
         self._plan: tuple = (-1, None)  # (version, build plan) shared by the members
 
     @property
@@ -66,6 +69,7 @@ class Species:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self.__dict__.setdefault("dirty_order", [])  # pickled before it existed
         self.members = weakref.WeakSet()
 
     # nytorch exposes the species as kernel.version / product.vdata
@@ -107,6 +111,14 @@ class Storage:
             return False
         self.addresses = addresses
         return True
+
+
+def mark_dirty(cell: list) -> None:
+    """A particle's change cell ([dirty, species]): note a structural change."""
+    if not cell[0]:
+        cell[0] = True
+        cell[1].dirty_order.append(cell)
+    cell[1].pending = True
 
 
 def _clear_name(module: nn.Module, name: str, kind: str) -> None:
@@ -162,9 +174,10 @@ class ParticleKernel:
 
     @dirty.setter
     def dirty(self, value: bool) -> None:
-        self.cell[0] = value
         if value:
-            self.cell[1].pending = True
+            mark_dirty(self.cell)
+        else:
+            self.cell[0] = False
 
     def move_to(self, species: Species) -> None:
         """Leave this species for another (detach)."""
@@ -313,8 +326,11 @@ class ParticleKernel:
         species = self.species
         if species.pending:
             species.pending = False
-            for member in list(species.members):
-                if member.dirty and member is not self:
+            order, species.dirty_order = species.dirty_order, []
+            by_cell = {id(m.cell): m for m in species.members}
+            for cell in order:  # in the order the members changed, this one included
+                member = by_cell.get(id(cell))
+                if member is not None and member.dirty:
                     member.record(member.modules[ROOT_MODULE_ID])
         root = self.modules[ROOT_MODULE_ID]
         if not self.dirty and not self._placed():

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from .arithmetic import ParticleArithmetic
-from .kernel import ParticleKernel, Species
+from .kernel import ParticleKernel, Species, mark_dirty
 from .mtype import DIFFERENT_SPECIES, ROOT_MODULE_ID, ParamConfig, SpeciesError
 from .product import ParamProduct, is_temporary
 
@@ -52,8 +52,7 @@ class NytoModuleBase(nn.Module):
     def _structure_changed(self) -> None:
         cell = self.__dict__.get("_nyto_cell")
         if cell is not None:
-            cell[0] = True
-            cell[1].pending = True
+            mark_dirty(cell)
 
     def _registered(self, name: str, value) -> None:
         """Note a structural assignment: its order (nytorch numbers parameters in

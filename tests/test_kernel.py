@@ -722,3 +722,16 @@ def test_a_stale_particle_records_its_change_after_replaying_the_others():
     for m in (a, b, c):
         m.touch()
         assert not hasattr(m, "extra0") and torch.equal(m.extra2, torch.ones(1))
+
+
+def test_pending_changes_are_logged_in_the_order_they_were_made():
+    """Two particles change structure before either is recorded: every particle
+    gets both, in the order made (nytorch versions each change as it is made)."""
+    a = Lin()
+    b, c = a.clone(), a.clone()
+    a.first = nn.Parameter(torch.ones(1))
+    b.second = nn.Parameter(torch.ones(2))
+    for m in (c, b, a):  # whoever touches first
+        m.touch()
+    for m in (a, b, c):
+        assert [n for n, _ in m.named_parameters()] == ["weight", "bias", "first", "second"]
