@@ -121,23 +121,24 @@ def _structural(pop: Population, name: str, i: int, seed: int, counter: int) -> 
             if not hasattr(root, attr):
                 return False
             setattr(root, attr, nn.Parameter(_values(seed, (2,), dtype)))
-        elif name == "del_param":
-            if not params:
+        elif name in ("del_param", "del_module"):
+            kind = name[4:]
+            names = params if kind == "param" else modules
+            table = root._parameters if kind == "param" else root._modules
+            if not names or names[seed % len(names)] not in table:
                 return False
-            attr = params[seed % len(params)]
-            if attr not in root._parameters:
-                return False
+            attr = names[seed % len(names)]
             delattr(root, attr)
-            pop.added.remove((attr, "param"))
-        elif name == "del_module":
-            if not modules:
-                return False
-            attr = modules[seed % len(modules)]
-            if attr not in root._modules:
-                return False
-            delattr(root, attr)
-            pop.added.remove((attr, "module"))
+            pop.added.remove((attr, kind))
     return True
+
+
+def _place(pop: Population, slot: int, result) -> None:
+    """A new particle goes to ``slot`` (appended while the population is small)."""
+    if slot == len(pop.pop):
+        pop.pop.append(result)
+    else:
+        pop.pop[slot] = result
 
 
 def _live(pop: Population, name: str, i: int, c: float, d: float):
@@ -179,6 +180,7 @@ def _run(data, steps: int) -> None:
         d = data.draw(hs.sampled_from([-1.0, 0.0, 0.5]))
         seed = data.draw(hs.integers(0, 1000))
         where = f"step {step}: {name} i={i} j={j} c={c} d={d} seed={seed}"
+        slot = n if n < 5 else seed % 5
         if name not in STRUCTURAL and changed:
             # nytorch's product() and product_() do not catch up with structural
             # changes (ours do: a documented difference), so the population
@@ -201,25 +203,17 @@ def _run(data, steps: int) -> None:
             made = [_live(p, name, i, c, d) for p in (ours, theirs)]
             assert (made[0] is None) == (made[1] is None), where
             if made[0] is not None:
-                slot = len(ours.pop) if len(ours.pop) < 5 else seed % 5
                 for p, r in zip((ours, theirs), made):
-                    if slot == len(p.pop):
-                        p.pop.append(r)
-                    else:
-                        p.pop[slot] = r
+                    _place(p, slot, r)
         else:
             fn = OPS[name][1]
-            slot = len(ours.pop) if len(ours.pop) < 5 else seed % 5
             same = []
             for p in (ours, theirs):
-                x, y = p.pop[i], p.pop[j]
-                r = fn(x, y, c, d)
+                x = p.pop[i]
+                r = fn(x, p.pop[j], c, d)
                 same.append(r is x)
                 if r is not x:
-                    if slot == len(p.pop):
-                        p.pop.append(r)
-                    else:
-                        p.pop[slot] = r
+                    _place(p, slot, r)
             assert same[0] == same[1], where
         for k, m in enumerate(ours.pop):  # keep values in range, the same on both sides
             s = _maxabs(m)
