@@ -113,12 +113,14 @@ class ParamProduct:
                 self.extras = OrderedDict(kernel._operational_cache()[2])
         return self
 
-    def _terms(self) -> tuple:
+    def _terms(self, refresh: bool = True) -> tuple:
         """(leaves, coefficients, owners) to build an expression on: a live
-        product's leaf becomes a copy-on-write snapshot of its particle's buffers."""
+        product's leaf becomes a copy-on-write snapshot of its particle's buffers
+        (``refresh=False``: the caller has just called ``_current()``)."""
         if not self._live:
             return self._leaves, self._coeffs, self._owners
-        self._current()
+        if refresh:
+            self._current()
         return [[_snapshot(b) for b in self._leaves[0]]], [1.0], self._owners
 
     @property
@@ -223,9 +225,10 @@ class ParamProduct:
         return self._like(leaves, [k * c for k in coeffs], self._bias * c + bias_shift, owners=owners)
 
     def _combined(self, other: "ParamProduct", sign: float) -> "ParamProduct":
-        leaves, coeffs, owners = self._terms()
+        # called after _same_layout, which brought both up to date
+        leaves, coeffs, owners = self._terms(refresh=False)
         leaves, coeffs, owners = list(leaves), list(coeffs), list(owners)
-        for leaf, c, owner in zip(*other._terms()):
+        for leaf, c, owner in zip(*other._terms(refresh=False)):
             for i, mine in enumerate(leaves):  # the same values twice: add coefficients
                 if mine is leaf or (owner is not None and owners[i] is owner and _same_memory(mine, leaf)):
                     coeffs[i] += sign * c
