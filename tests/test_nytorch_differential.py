@@ -215,8 +215,8 @@ def _run(data, steps: int) -> None:
                 if r is not x:
                     _place(p, slot, r)
             assert same[0] == same[1], where
-        for k, m in enumerate(ours.pop):  # keep values in range, the same on both sides
-            s = _maxabs(m)
+        for k, m in enumerate(ours.pop if not changed else ()):  # keep values in range
+            s = _maxabs(m)  # (on members up to date: the same on both sides)
             if s > 20:
                 ours.pop[k] = ours.pop[k] * (1.0 / s)
                 theirs.pop[k] = theirs.pop[k] * (1.0 / s)
