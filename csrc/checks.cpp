@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include <c10/util/Exception.h>
@@ -54,18 +55,33 @@ void check_finite(double value, const ArgName& name) {
   TORCH_CHECK_VALUE(std::isfinite(value), name, " must be finite, got ", value);
 }
 
+void check_scalar_range(double value, const ArgName& name, at::ScalarType dtype) {
+  if (dtype == at::kDouble || !std::isfinite(value)) return;
+  constexpr double kMax = std::numeric_limits<float>::max();
+  TORCH_CHECK_VALUE(value >= -kMax && value <= kMax, name, " is out of range for ", dtype,
+                    " tensors: ", value, " is finite but beyond float32's range (they compute "
+                    "in float32; |", name, "| must be at most ", kMax, ", or Inf)");
+}
+
 void check_contiguous(const at::Tensor& t, const ArgName& name) {
   TORCH_CHECK(t.is_contiguous(), name,
               " must be contiguous (call .contiguous() first); in-place, out= and list "
               "forms never copy");
 }
 
-void check_out_alias(const at::Tensor& out, const at::Tensor& in, const ArgName& in_name) {
+bool same_memory(const at::Tensor& a, const at::Tensor& b) {
+  if (a.numel() == 0 || b.numel() == 0) return false;
+  const Span s = span_of(a, 0), t = span_of(b, 0);
+  return s.begin == t.begin && s.end == t.end;
+}
+
+void check_out_alias(const at::Tensor& out, const ArgName& out_name, const at::Tensor& in,
+                     const ArgName& in_name) {
   if (out.numel() == 0 || in.numel() == 0) return;
   const Span o = span_of(out, 0), i = span_of(in, 0);
-  TORCH_CHECK(!overlaps(o, i) || (o.begin == i.begin && o.end == i.end),
-              "out partially overlaps ", in_name,
-              ": out may be the very same memory as an input, or disjoint from it");
+  TORCH_CHECK(!overlaps(o, i) || (o.begin == i.begin && o.end == i.end), out_name,
+              " partially overlaps ", in_name,
+              ": an output may be the very same memory as an input, or disjoint from it");
 }
 
 void check_multi(NamedList outs, c10::ArrayRef<NamedList> inputs) {
@@ -93,7 +109,7 @@ void check_multi(NamedList outs, c10::ArrayRef<NamedList> inputs) {
                 " (one device per call; nytorch_ext.ops groups mixed lists)");
     check_contiguous(out, out_name);
     for (const auto& in : inputs) {
-      const bool shared = in.tensors.size() == 1 && n > 1;
+      const bool shared = in.tensors.size() == 1 && (n > 1 || in.shared);
       const ArgName in_name(in.name, shared ? 0 : i);
       const at::Tensor& t = in.tensors[shared ? 0 : i];
       check_floating(t, in_name);
@@ -124,7 +140,7 @@ void check_multi(NamedList outs, c10::ArrayRef<NamedList> inputs) {
                 " overlap: every output must be written exactly once");
   }
   for (const auto& in : inputs) {
-    const bool shared = in.tensors.size() == 1 && n > 1;
+    const bool shared = in.tensors.size() == 1 && (n > 1 || in.shared);
     for (int64_t j = 0; j < static_cast<int64_t>(in.tensors.size()); ++j) {
       const at::Tensor& t = in.tensors[j];
       if (t.numel() == 0) continue;

@@ -29,21 +29,34 @@ void check_same(const at::Tensor& t, const ArgName& name, const at::Tensor& ref,
 // A scalar argument that must be finite (not NaN, not +-Inf).
 void check_finite(double value, const ArgName& name);
 
+// A scalar argument (it arrives as double) must be representable in the opmath
+// type of `dtype`'s tensors: a finite value beyond float32's range is rejected for
+// float32/float16/bfloat16 tensors (torch.lerp and friends reject it too) rather
+// than silently becoming +-Inf. Inf and NaN themselves pass: IEEE arithmetic.
+void check_scalar_range(double value, const ArgName& name, at::ScalarType dtype);
+
 // Writable outputs and every input of the in-place/out/multi forms must be contiguous.
 void check_contiguous(const at::Tensor& t, const ArgName& name);
 
 // `out` may be exactly `in` (same memory) or disjoint from it; a partial overlap
-// cannot be honoured by an element-wise kernel.
-void check_out_alias(const at::Tensor& out, const at::Tensor& in, const ArgName& in_name);
+// cannot be honoured by an element-wise kernel. `out_name` is the caller's name
+// for the output (an in-place form's target: "x", "tensors[0]").
+void check_out_alias(const at::Tensor& out, const ArgName& out_name, const at::Tensor& in,
+                     const ArgName& in_name);
+
+// Whether two tensors are exactly the same memory (same first byte, same size).
+bool same_memory(const at::Tensor& a, const at::Tensor& b);
 
 // Validates the list forms: equal lengths, per-index dtype/device/shape agreement,
 // one dtype and one device across the lists (the Python layer groups mixed lists),
 // contiguity, and aliasing: outs pairwise disjoint; outs[i] may equal
-// inputs[j][i] exactly but overlap no other input. A `broadcast` input list of
-// length 1 is shared by every index and may not overlap any output.
+// inputs[j][i] exactly but overlap no other input. An input list of length 1 is
+// shared by every index when there are several outputs, or when `shared` says so
+// (a shared source with a single target); a shared input may not overlap any output.
 struct NamedList {
   c10::ArrayRef<at::Tensor> tensors;
   const char* name;
+  bool shared = false;
 };
 void check_multi(NamedList outs, c10::ArrayRef<NamedList> inputs);
 

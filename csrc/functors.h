@@ -31,15 +31,18 @@ struct AxpbyOp {
 };
 
 // out = (1-w)*x + w*y, as the two-sided lerp PyTorch uses (ATen/native/Lerp.h):
-// exact at w == 0 (returns x) and at w == 1 (returns y). The branch is on the
-// scalar weight, so it is uniform across a vector and a warp.
+// |w| < 0.5 ? x + w*(y-x) : y - (y-x)*(1-w). Exact at w == 0 (returns x) and at
+// w == 1 (returns y); for any other w (negative, > 1, Inf, NaN) it takes the same
+// branch as torch.lerp, so NaN and Inf come out where torch.lerp's do
+// (blend(0, inf, -0.5) is NaN). The branch is on the scalar weight, so it is
+// uniform across a vector and a warp.
 template <typename T>
 struct BlendOp {
   T w;
   template <typename V>
   NYT_HD V operator()(const V& x, const V& y) const {
     const V diff = y - x;
-    return (w < T(0.5)) ? x + V(w) * diff : y - diff * V(T(1) - w);
+    return (w < T(0.5) && w > T(-0.5)) ? x + V(w) * diff : y - diff * V(T(1) - w);
   }
 };
 

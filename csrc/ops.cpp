@@ -23,6 +23,17 @@ namespace nytorch_ext {
 
 // ----------------------------------------------------------------- validation
 
+namespace {
+
+// The caller's name for the output of an `_out` op: the in-place forms pass an
+// input as `out` (axpby_(a, x, b, y) is axpby_out(a, x, b, y, out=x)), and then
+// the messages name that input, as the caller did.
+ArgName out_name_of(const at::Tensor& out, const at::Tensor& x, const at::Tensor& y) {
+  if (same_memory(out, x)) return "x";
+  if (same_memory(out, y)) return "y";
+  return "out";
+}
+
 void validate_binary_out(const at::Tensor& out, const at::Tensor& x, const at::Tensor& y) {
   check_floating(x, "x");
   check_same(y, "y", x, "x");
@@ -30,12 +41,28 @@ void validate_binary_out(const at::Tensor& out, const at::Tensor& x, const at::T
   check_contiguous(out, "out");
   check_contiguous(x, "x");
   check_contiguous(y, "y");
-  check_out_alias(out, x, "x");
-  check_out_alias(out, y, "y");
+  const ArgName out_name = out_name_of(out, x, y);
+  check_out_alias(out, out_name, x, "x");
+  check_out_alias(out, out_name, y, "y");
+}
+
+}  // namespace
+
+void validate_axpby_out(const at::Tensor& out, double a, const at::Tensor& x, double b,
+                        const at::Tensor& y) {
+  validate_binary_out(out, x, y);
+  check_scalar_range(a, "a", x.scalar_type());
+  check_scalar_range(b, "b", x.scalar_type());
+}
+
+void validate_blend_out(const at::Tensor& out, const at::Tensor& x, const at::Tensor& y,
+                        double alpha) {
+  validate_binary_out(out, x, y);
+  check_scalar_range(alpha, "alpha", x.scalar_type());
 }
 
 void validate_lincomb_out(const at::Tensor& out, c10::ArrayRef<double> coeffs,
-                          at::TensorList tensors) {
+                          at::TensorList tensors, double bias) {
   TORCH_CHECK_VALUE(!coeffs.empty(), "coeffs must not be empty");
   TORCH_CHECK_VALUE(coeffs.size() == tensors.size(), "coeffs has ", coeffs.size(),
                     " entries but tensors has ", tensors.size());
@@ -47,51 +74,70 @@ void validate_lincomb_out(const at::Tensor& out, c10::ArrayRef<double> coeffs,
   }
   check_same(out, "out", tensors[0], ArgName("tensors", 0));
   check_contiguous(out, "out");
+  // lincomb_ writes tensors[0] (out=tensors[0]): name the output as the caller did
+  const ArgName out_name = same_memory(out, tensors[0]) ? first : ArgName("out");
   for (int64_t k = 0; k < static_cast<int64_t>(tensors.size()); ++k) {
-    check_out_alias(out, tensors[k], ArgName("tensors", k));
+    check_out_alias(out, out_name, tensors[k], ArgName("tensors", k));
   }
+  const auto dtype = tensors[0].scalar_type();
+  for (int64_t k = 0; k < static_cast<int64_t>(coeffs.size()); ++k) {
+    check_scalar_range(coeffs[k], ArgName("coeffs", k), dtype);
+  }
+  check_scalar_range(bias, "bias", dtype);
 }
 
-void validate_multi_axpby(at::TensorList outs, at::TensorList xs, at::TensorList ys) {
+void validate_multi_axpby(at::TensorList outs, double a, at::TensorList xs, double b,
+                          at::TensorList ys) {
   TORCH_CHECK_VALUE(xs.size() == outs.size(), "xs has ", xs.size(),
                     " tensors but outs has ", outs.size());
   TORCH_CHECK_VALUE(ys.size() == outs.size(), "ys has ", ys.size(),
                     " tensors but outs has ", outs.size());
   const NamedList inputs[] = {{xs, "xs"}, {ys, "ys"}};
   check_multi({outs, "outs"}, inputs);
+  if (outs.empty()) return;
+  check_scalar_range(a, "a", outs[0].scalar_type());
+  check_scalar_range(b, "b", outs[0].scalar_type());
 }
 
 void validate_multi_blend(at::TensorList targets, at::TensorList sources,
-                          c10::ArrayRef<double> alphas, const char* alphas_name) {
+                          c10::ArrayRef<double> alphas, bool shared_source,
+                          const char* alphas_name) {
   TORCH_CHECK_VALUE(!sources.empty() || targets.empty(), "sources must not be empty");
   TORCH_CHECK_VALUE(alphas.size() == 1 || alphas.size() == targets.size(), alphas_name,
                     " has ", alphas.size(), " entries but targets has ", targets.size(),
                     " (give one, or one per target)");
-  const NamedList inputs[] = {{sources, "sources"}};
+  const NamedList inputs[] = {{sources, "sources", shared_source}};
   check_multi({targets, "targets"}, inputs);
+  if (targets.empty()) return;
+  for (int64_t k = 0; k < static_cast<int64_t>(alphas.size()); ++k) {
+    check_scalar_range(alphas[k], ArgName(alphas_name, k), targets[0].scalar_type());
+  }
 }
 
-void validate_blend_noise(const at::Tensor& self, const at::Tensor& best, double weight,
+void validate_blend_noise(const at::Tensor& x, const at::Tensor& best, double weight,
                           double noise_scale) {
   check_finite(weight, "weight");
   check_finite(noise_scale, "noise_scale");
-  check_floating(self, "self");
-  check_same(best, "best", self, "self");
-  check_contiguous(self, "self");
+  check_floating(x, "x");
+  check_same(best, "best", x, "x");
+  check_contiguous(x, "x");
   check_contiguous(best, "best");
-  check_out_alias(self, best, "best");
+  check_out_alias(x, "x", best, "best");
+  check_scalar_range(weight, "weight", x.scalar_type());
+  check_scalar_range(noise_scale, "noise_scale", x.scalar_type());
 }
 
 void validate_multi_blend_noise(at::TensorList targets, at::TensorList sources,
                                 c10::ArrayRef<double> weights, double noise_scale,
-                                c10::ArrayRef<int64_t> streams) {
+                                c10::ArrayRef<int64_t> streams, bool shared_source) {
   TORCH_CHECK_VALUE(streams.size() == targets.size(), "streams has ", streams.size(),
                     " entries but targets has ", targets.size(), " (give one per target)");
   for (int64_t k = 0; k < static_cast<int64_t>(weights.size()); ++k) {
     check_finite(weights[k], ArgName("weights", k));
   }
   check_finite(noise_scale, "noise_scale");
-  validate_multi_blend(targets, sources, weights, "weights");
+  validate_multi_blend(targets, sources, weights, shared_source, "weights");
+  if (!targets.empty()) check_scalar_range(noise_scale, "noise_scale", targets[0].scalar_type());
 }
 
 // ------------------------------------------------------------ CPU registrations
@@ -100,44 +146,44 @@ namespace {
 
 void axpby_out_cpu(double a, const at::Tensor& x, double b, const at::Tensor& y,
                    const at::Tensor& out) {
-  validate_binary_out(out, x, y);
+  validate_axpby_out(out, a, x, b, y);
   cpu::axpby(out, a, x, b, y);
 }
 
 void blend_out_cpu(const at::Tensor& x, const at::Tensor& y, double alpha,
                    const at::Tensor& out) {
-  validate_binary_out(out, x, y);
+  validate_blend_out(out, x, y, alpha);
   cpu::blend(out, x, y, alpha);
 }
 
 void lincomb_out_cpu(c10::ArrayRef<double> coeffs, at::TensorList tensors, double bias,
                      const at::Tensor& out) {
-  validate_lincomb_out(out, coeffs, tensors);
+  validate_lincomb_out(out, coeffs, tensors, bias);
   cpu::lincomb(out, coeffs, tensors, bias);
 }
 
 void multi_axpby_cpu(at::TensorList outs, double a, at::TensorList xs, double b,
                      at::TensorList ys) {
-  validate_multi_axpby(outs, xs, ys);
+  validate_multi_axpby(outs, a, xs, b, ys);
   cpu::multi_axpby(outs, a, xs, b, ys);
 }
 
 void multi_blend_cpu(at::TensorList targets, at::TensorList sources,
-                     c10::ArrayRef<double> alphas) {
-  validate_multi_blend(targets, sources, alphas);
+                     c10::ArrayRef<double> alphas, bool shared_source) {
+  validate_multi_blend(targets, sources, alphas, shared_source);
   cpu::multi_blend(targets, sources, alphas);
 }
 
-void blend_noise_cpu(const at::Tensor& self, const at::Tensor& best, double weight,
+void blend_noise_cpu(const at::Tensor& x, const at::Tensor& best, double weight,
                      double noise_scale, int64_t seed, int64_t stream) {
-  validate_blend_noise(self, best, weight, noise_scale);
-  cpu::multi_blend_noise(self, best, weight, noise_scale, seed, stream);
+  validate_blend_noise(x, best, weight, noise_scale);
+  cpu::multi_blend_noise(x, best, weight, noise_scale, seed, stream);
 }
 
 void multi_blend_noise_cpu(at::TensorList targets, at::TensorList sources,
                            c10::ArrayRef<double> weights, double noise_scale, int64_t seed,
-                           c10::ArrayRef<int64_t> streams) {
-  validate_multi_blend_noise(targets, sources, weights, noise_scale, streams);
+                           c10::ArrayRef<int64_t> streams, bool shared_source) {
+  validate_multi_blend_noise(targets, sources, weights, noise_scale, streams, shared_source);
   cpu::multi_blend_noise(targets, sources, weights, noise_scale, seed, streams);
 }
 
@@ -222,13 +268,17 @@ TORCH_LIBRARY(nytorch_ext, m) {
   m.def("lincomb(float[] coeffs, Tensor[] tensors, float bias=0.) -> Tensor");
   m.def("lincomb_out(float[] coeffs, Tensor[] tensors, float bias, *, Tensor(a!) out) -> ()");
   m.def("multi_axpby_(Tensor(a!)[] outs, float a, Tensor[] xs, float b, Tensor[] ys) -> ()");
-  m.def("multi_blend_(Tensor(a!)[] targets, Tensor[] sources, float[] alphas) -> ()");
+  // shared_source: `sources` is one tensor shared by every target, even by a single
+  // one (which it may then not overlap); otherwise a one-entry list is shared only
+  // by several targets.
+  m.def("multi_blend_(Tensor(a!)[] targets, Tensor[] sources, float[] alphas, "
+        "bool shared_source=False) -> ()");
   // Blend plus Gaussian noise drawn in the pass (philox.h); seed and streams are
   // uint64 bit patterns carried as int64.
-  m.def("blend_noise_(Tensor(a!) self, Tensor best, float weight, float noise_scale, int seed, "
+  m.def("blend_noise_(Tensor(a!) x, Tensor best, float weight, float noise_scale, int seed, "
         "int stream) -> ()");
   m.def("multi_blend_noise_(Tensor(a!)[] targets, Tensor[] sources, float[] weights, "
-        "float noise_scale, int seed, int[] streams) -> ()");
+        "float noise_scale, int seed, int[] streams, bool shared_source=False) -> ()");
   m.def("_views(Tensor(a) flat, int[] offsets, int[] shapes, int[] ndims) -> Tensor(a)[]");
 }
 
@@ -238,41 +288,46 @@ TORCH_LIBRARY_IMPL(nytorch_ext, CompositeExplicitAutograd, m) {
   m.impl("lincomb", &lincomb);
 }
 
-// Autograd for the mutating ops: they have no derivative, so writing a tensor
-// that requires grad while grad mode is on is an error (as it is for a leaf in
-// torch); otherwise run the kernel and bump the version counter of every tensor
-// written, so autograd notices when a tensor saved for backward was overwritten.
+// Autograd for the mutating ops (the out=, in-place and list forms): they have
+// no derivative, so while grad mode is on any tensor argument that requires grad
+// is an error naming it, before anything is written (torch's own out= functions
+// raise the same way; silently writing a result detached from the graph would
+// drop its gradients). Otherwise run the kernel and bump the version counter of
+// every tensor written, so autograd notices when a tensor saved for backward was
+// overwritten. Arguments are checked in schema order, so the first one named is
+// the caller's (axpby_(a, x, b, y) passes x before out=x).
 void mutating_op_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet keys,
                           torch::jit::Stack* stack) {
   const auto& args = op.schema().arguments();
   const size_t first = stack->size() - args.size();
-  struct Written {
-    at::Tensor tensor;
-    size_t arg;     // schema argument
-    int64_t index;  // position in a tensor list, -1 for a single tensor
+  const bool grad_mode = c10::GradMode::is_enabled();
+  auto check = [&](const at::Tensor& t, size_t arg, int64_t index) {
+    TORCH_CHECK(!t.defined() || !t.requires_grad(),
+                ArgName(args[arg].name().c_str(), index), " requires grad, but ",
+                op.schema().name(),
+                " (an out=, in-place or list form) does not support automatic "
+                "differentiation: call it under torch.no_grad(), or use the allocating "
+                "form (axpby, blend, lincomb)");
   };
-  c10::SmallVector<Written, 8> written;  // no heap allocation for the common case
+  c10::SmallVector<at::Tensor, 8> written;  // no heap allocation for the common case
   for (size_t i = 0; i < args.size(); ++i) {
-    const auto* alias = args[i].alias_info();
-    if (alias == nullptr || !alias->isWrite()) continue;
     const c10::IValue& value = (*stack)[first + i];
+    const auto* alias = args[i].alias_info();
+    const bool writes = alias != nullptr && alias->isWrite();
     if (value.isTensor()) {
-      written.push_back({value.toTensor(), i, -1});
+      if (grad_mode) check(value.toTensor(), i, -1);
+      if (writes) written.push_back(value.toTensor());
     } else if (value.isTensorList()) {
       int64_t k = 0;
-      for (const at::Tensor& t : value.toTensorList()) written.push_back({t, i, k++});
-    }
-  }
-  if (c10::GradMode::is_enabled()) {
-    for (const auto& w : written) {
-      TORCH_CHECK(!w.tensor.requires_grad(), op.schema().name(), " writes ",
-                  ArgName(args[w.arg].name().c_str(), w.index),
-                  ", which requires grad; these in-place ops are not differentiable: "
-                  "call them under torch.no_grad()");
+      for (const at::Tensor& t : value.toTensorList()) {
+        if (grad_mode) check(t, i, k);
+        if (writes) written.push_back(t);
+        ++k;
+      }
     }
   }
   op.redispatchBoxed(keys & c10::after_ADInplaceOrView_keyset, stack);
-  for (const auto& w : written) torch::autograd::impl::bump_version(w.tensor);
+  for (const auto& t : written) torch::autograd::impl::bump_version(t);
 }
 
 TORCH_LIBRARY_IMPL(nytorch_ext, CompositeImplicitAutograd, m) {
@@ -340,6 +395,9 @@ PyMethodDef methods[] = {
     {"copy_module_tree", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
                              &nytorch_ext::copy_module_tree)),
      METH_FASTCALL, "Shallow copies of a particle's modules with their own tables."},
+    {"tensor_groups", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
+                          &nytorch_ext::tensor_groups)),
+     METH_FASTCALL, "None if the tensors share one (device, dtype), else each group's indices."},
     {nullptr, nullptr, 0, nullptr},
 };
 

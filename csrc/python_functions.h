@@ -14,5 +14,7 @@ PyObject* parameter_views(PyObject* self, PyObject* const* args, Py_ssize_t narg
 // copy_module_tree(sources, ..., params, nyto_ids, kernel, cell) -> (modules, places)
 // (module_tree.cpp).
 PyObject* copy_module_tree(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
+// tensor_groups(tensors) -> None | list[list[int]]: (device, dtype) groups (groups.cpp).
+PyObject* tensor_groups(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
 
 }  // namespace nytorch_ext

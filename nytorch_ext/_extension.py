@@ -31,7 +31,7 @@ REQUIRED_OPS = ("axpby", "axpby_out", "blend", "blend_out", "lincomb", "lincomb_
 
 # Plain Python functions of `_C` (metadata helpers outside the dispatcher).
 REQUIRED_FUNCTIONS = ("build_info", "views_in_place", "entries_are", "parameter_views",
-                      "copy_module_tree")
+                      "copy_module_tree", "tensor_groups")
 
 
 def missing_ops(names=REQUIRED_OPS, functions=REQUIRED_FUNCTIONS) -> list:

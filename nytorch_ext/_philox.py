@@ -21,6 +21,7 @@ uint64 bits (so ``-1`` and ``2**64 - 1`` are the same seed).
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -73,6 +74,11 @@ def philox_normal(numel: int, seed: int, stream: int = 0, dtype: torch.dtype = t
     """The ``numel`` standard normals that the fused noise ops add for ``(seed,
     stream)`` to a tensor of ``numel`` elements of ``dtype`` (before scaling),
     computed in opmath and rounded to ``dtype`` once. A 1-D tensor on ``device``."""
+    if isinstance(numel, bool) or not isinstance(numel, numbers.Integral):
+        raise TypeError(f"numel must be an int, got {type(numel).__name__}")
+    if numel < 0:
+        raise ValueError(f"numel must be >= 0, got {numel}")
+    numel = int(numel)
     if dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
         raise TypeError(f"dtype must be float32, float64, float16 or bfloat16, got {dtype}")
     seed, stream = uint64_bits(seed, "seed"), uint64_bits(stream, "stream")

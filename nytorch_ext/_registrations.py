@@ -20,21 +20,28 @@ def _new_like(t: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------ fakes
-# They run the same rules as the kernels (less the overlap checks, which need
-# real memory), so bad input fails at trace time and a stray meta tensor among
-# real ones is rejected rather than silently computing nothing.
+# They run the same rules as the kernels, the overlap checks included: on
+# FakeTensors (torch.compile) those compare storages and offsets, so a call that
+# eager mode rejects for its aliasing is rejected at trace time too (at run time
+# the compiled graph hands the kernels fresh copies of what they write, too late
+# to see the overlap). Bad input fails at trace time, and a stray meta tensor
+# among real ones is rejected rather than silently computing nothing.
 
 @torch.library.register_fake(_NS + "axpby")
 def _axpby_fake(a, x, b, y):
     _checks.floating(x, "x")
     _checks.same(y, "y", x, "x")
-    return _new_like(x)
+    out = _new_like(x)
+    _checks.scalar_range(a, "a", x.dtype)
+    _checks.scalar_range(b, "b", x.dtype)
+    return out
 
 
 @torch.library.register_fake(_NS + "blend")
 def _blend_fake(x, y, alpha):
     _checks.floating(x, "x")
     _checks.same(y, "y", x, "x")
+    _checks.scalar_range(alpha, "alpha", x.dtype)
     return _new_like(x)
 
 
@@ -48,46 +55,53 @@ def _lincomb_fake(coeffs, tensors, bias=0.0):
     _checks.floating(tensors[0], "tensors[0]")
     for k, t in enumerate(tensors):
         _checks.same(t, f"tensors[{k}]", tensors[0], "tensors[0]")
+    for k, c in enumerate(coeffs):
+        _checks.scalar_range(c, f"coeffs[{k}]", tensors[0].dtype)
+    _checks.scalar_range(bias, "bias", tensors[0].dtype)
     return _new_like(tensors[0])
 
 
 @torch.library.register_fake(_NS + "axpby_out")
 def _axpby_out_fake(a, x, b, y, *, out):
-    _checks.binary_out(out, x, y, aliasing=False)
+    _checks.axpby_out(out, a, x, b, y)
 
 
 @torch.library.register_fake(_NS + "blend_out")
 def _blend_out_fake(x, y, alpha, *, out):
-    _checks.binary_out(out, x, y, aliasing=False)
+    _checks.blend_out(out, x, y, alpha)
 
 
 @torch.library.register_fake(_NS + "lincomb_out")
 def _lincomb_out_fake(coeffs, tensors, bias, *, out):
-    _checks.lincomb_out(out, coeffs, tensors, aliasing=False)
+    _checks.lincomb_out(out, coeffs, tensors, bias)
 
 
 @torch.library.register_fake(_NS + "multi_axpby_")
 def _multi_axpby_fake(outs, a, xs, b, ys):
-    _checks.multi_axpby(outs, xs, ys, aliasing=False)
+    _checks.multi_axpby(outs, xs, ys, a=a, b=b)
 
 
 @torch.library.register_fake(_NS + "multi_blend_")
-def _multi_blend_fake(targets, sources, alphas):
-    _checks.multi_blend(targets, sources, alphas, aliasing=False)
+def _multi_blend_fake(targets, sources, alphas, shared_source=False):
+    _checks.multi_blend(targets, sources, alphas, shared_source=shared_source)
 
 
 @torch.library.register_fake(_NS + "blend_noise_")
-def _blend_noise_fake(self, best, weight, noise_scale, seed, stream):
-    _checks.blend_noise(self, best, weight, noise_scale, aliasing=False)
+def _blend_noise_fake(x, best, weight, noise_scale, seed, stream):
+    _checks.blend_noise(x, best, weight, noise_scale)
 
 
 @torch.library.register_fake(_NS + "multi_blend_noise_")
-def _multi_blend_noise_fake(targets, sources, weights, noise_scale, seed, streams):
-    _checks.multi_blend_noise(targets, sources, weights, noise_scale, streams, aliasing=False)
+def _multi_blend_noise_fake(targets, sources, weights, noise_scale, seed, streams, shared_source=False):
+    _checks.multi_blend_noise(targets, sources, weights, noise_scale, streams, shared_source=shared_source)
 
 
 # --------------------------------------------------------------------- autograd
 # The allocating forms are linear in their tensors: d(a*x + b*y) = a*dx + b*dy.
+# The coefficients are constants (the Python layer rejects tensor coefficients
+# that require grad). The dispatcher drops trailing arguments equal to their
+# defaults (lincomb's bias=0.) before autograd sees the call, and backward must
+# return one entry per argument it did see: ctx.needs_input_grad has that length.
 
 def _save_scalars(*names_and_positions):
     def setup_context(ctx, inputs, output):
@@ -96,16 +110,25 @@ def _save_scalars(*names_and_positions):
     return setup_context
 
 
+def _as_passed(ctx, grads: tuple) -> tuple:
+    return grads[:len(ctx.needs_input_grad)]
+
+
 def _axpby_backward(ctx, grad):
-    return None, grad * ctx.a, None, grad * ctx.b
+    need = ctx.needs_input_grad
+    return _as_passed(ctx, (None, grad * ctx.a if need[1] else None, None, grad * ctx.b if need[3] else None))
 
 
 def _blend_backward(ctx, grad):
-    return grad * (1.0 - ctx.alpha), grad * ctx.alpha, None
+    need = ctx.needs_input_grad
+    return _as_passed(ctx, (grad * (1.0 - ctx.alpha) if need[0] else None,
+                            grad * ctx.alpha if need[1] else None, None))
 
 
 def _lincomb_backward(ctx, grad):
-    return None, [grad * c for c in ctx.coeffs], None
+    need = ctx.needs_input_grad[1]
+    grads = [grad * c if n else None for c, n in zip(ctx.coeffs, need)]
+    return _as_passed(ctx, (None, grads, None))
 
 
 torch.library.register_autograd(_NS + "axpby", _axpby_backward,

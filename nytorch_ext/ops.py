@@ -30,7 +30,17 @@ Rules shared by every op:
   in-place, ``out=`` and list forms require contiguous tensors and never copy.
 * ``out`` may be exactly an input (that is how the in-place forms work); a partial
   overlap is rejected. Rejected calls leave every tensor untouched.
-* NaN and Inf propagate as IEEE arithmetic says (``0*inf`` is NaN).
+* NaN and Inf propagate as IEEE arithmetic says (``0*inf`` is NaN). The blend
+  is torch.lerp's formula for every alpha (negative, > 1, Inf and NaN included).
+* Scalars arrive as double. A finite scalar beyond float32's range given for
+  float32/float16/bfloat16 tensors (which compute in float32) is a ``ValueError``
+  naming it, in both backends (as torch.lerp rejects it), not a silent Inf.
+* Not differentiable: with grad mode on, the ``out=``, in-place and list forms
+  raise a ``RuntimeError`` naming the first of their tensors that requires grad
+  (as torch's ``out=`` functions do), before writing anything; a coefficient
+  given as a tensor that requires grad is rejected by every form (the ops take
+  coefficients as constants). The allocating forms are differentiable in their
+  tensors.
 * List forms run one fused launch per (device, dtype) group of the list.
 
 The ops are registered as ``torch.ops.nytorch_ext.*`` custom ops (with fake
@@ -102,6 +112,14 @@ else:
 
 # ------------------------------------------------------------ argument helpers
 
+def _constant_tensor(value: Tensor, name: str) -> None:
+    """A tensor given as a coefficient is taken as a constant: one that requires
+    grad (with grad mode on) would silently get no gradient, so it is an error."""
+    if value.requires_grad and torch.is_grad_enabled():
+        raise RuntimeError(f"{name} is a tensor that requires grad, but the ops take their coefficients as "
+                           f"constants (no gradient would reach it): pass {name}.detach() or a number")
+
+
 def _scalar(value, name: str) -> float:
     if type(value) is float:  # the common case, without the ABC checks below
         return value
@@ -110,6 +128,7 @@ def _scalar(value, name: str) -> float:
     if isinstance(value, Tensor):
         if value.numel() != 1 or value.is_complex():
             raise TypeError(f"{name} must be a real number or a one-element real tensor")
+        _constant_tensor(value, name)
         value = value.item()
     return float(value)
 
@@ -125,6 +144,8 @@ def _scalars(values, name: str, each=_scalar, what: str = "numbers") -> list:
     if each is _scalar and type(values) in (list, tuple) and all([type(v) is float for v in values]):
         return list(values)  # the common case: no per-entry checks, no names built
     if hasattr(values, "tolist") and not isinstance(values, (str, bytes)):  # tensor, ndarray
+        if isinstance(values, Tensor):
+            _constant_tensor(values, name)
         values = values.tolist()
     if not isinstance(values, Sequence) or isinstance(values, (str, bytes)):
         raise TypeError(f"{name} must be a sequence of {what}, got {type(values).__name__}")
@@ -156,6 +177,10 @@ def _groups(tensors: list[Tensor]) -> list[list[int]] | None:
     for i, t in enumerate(tensors):
         groups.setdefault((t.device, t.dtype), []).append(i)
     return list(groups.values()) if len(groups) > 1 else None
+
+
+# The same, in one C++ pass (~0.1 us for six tensors against ~1.4 us in Python).
+_fast_groups = getattr(_C, "tensor_groups", None) or _groups
 
 
 # ------------------------------------------------------------- single-tensor ops
@@ -227,19 +252,16 @@ def lincomb_(coeffs: Sequence[float], tensors: Sequence[Tensor], bias=0.0) -> Te
 
 def _grouped(outs: list[Tensor], lists: list[list], op, check) -> None:
     """``op(*lists)`` as one fused call when ``outs`` is one (device, dtype)
-    group; otherwise ``check(one_group=False, aliasing=...)`` validates the whole
-    call first (so a rejection writes nothing), then ``op`` runs once per group,
-    each list picked at the group's indices."""
-    groups = _groups(outs) if torch.compiler.is_compiling() else None  # group at trace time
+    group (decided up front, in one C++ pass); otherwise ``check(one_group=False,
+    aliasing=...)`` validates the whole call first, under the caller's indices
+    (so a rejection writes nothing and names the right tensor), then ``op`` runs
+    once per group, each list picked at the group's indices. O(n) in all."""
+    compiling = torch.compiler.is_compiling()
+    groups = _groups(outs) if compiling else _fast_groups(outs)  # traced: decided at trace time
     if groups is None:
-        try:  # the common case, one (device, dtype) group, costs no Python per tensor
-            op(*lists)
-            return
-        except (RuntimeError, TypeError):  # rejected before any write
-            groups = _groups(outs)
-            if groups is None:
-                raise
-    check(one_group=False, aliasing=not torch.compiler.is_compiling())
+        op(*lists)
+        return
+    check(one_group=False, aliasing=not compiling)
     for idx in groups:
         op(*[_pick(values, idx) for values in lists])
 
@@ -253,20 +275,24 @@ def multi_axpby_(outs: Sequence[Tensor], a, xs: Sequence[Tensor], b, ys: Sequenc
         _checks.multi_axpby(outs, xs, ys)  # lengths must still agree
         return outs
     _grouped(outs, [outs, xs, ys], lambda o, x, y: _multi_axpby(o, a, x, b, y),
-             lambda **kw: _checks.multi_axpby(outs, xs, ys, **kw))
+             lambda **kw: _check_multi("multi_axpby_", [(outs, "outs"), (xs, "xs"), (ys, "ys")],
+                                       _checks.multi_axpby, outs, xs, ys, a=a, b=b, **kw))
     return outs
 
 
+def _check_multi(op: str, named, check, *args, **kwargs) -> None:
+    """The multi-group path's checks, under the caller's indices: the compiled
+    ops' Autograd rule first (as the ops run it), then the list rules."""
+    _checks.not_differentiable(op, *named)
+    check(*args, **kwargs)
+
+
 def _blend_sources(targets: list[Tensor], source) -> tuple[list[Tensor], bool]:
-    """The source list of a multi-blend call, and whether it is one shared tensor."""
+    """The source list of a multi-blend call, and whether it is one shared tensor
+    (the ops are told: for a single target they could not tell a shared source,
+    which may not overlap it, from a per-target one, which may be it)."""
     shared = isinstance(source, Tensor)
-    sources = [source] if shared else _tensor_list(source, "source")
-    if shared and len(targets) == 1:
-        # The ops cannot tell a shared source from a per-target one for a single
-        # target; a shared source may not be written by the call it feeds.
-        if _checks.overlaps(targets[0], source):
-            raise RuntimeError("sources[0] overlaps targets[0]: a shared input may not be written by the same call")
-    return sources, shared
+    return ([source] if shared else _tensor_list(source, "source")), shared
 
 
 def _one_or_many(values, name: str) -> list[float]:
@@ -289,8 +315,13 @@ def multi_blend_(targets: Sequence[Tensor], source, alphas) -> list[Tensor]:
         if not shared:
             _checks.multi_blend(targets, sources, alphas)
         return targets
-    _grouped(targets, [targets, sources, alphas], _multi_blend,
-             lambda **kw: _checks.multi_blend(targets, sources, alphas, **kw))
+    # Tell the op about a shared source only where it cannot see it (one target):
+    # the common call stays a plain three-argument one.
+    one_shared = shared and len(targets) == 1
+    _grouped(targets, [targets, sources, alphas],
+             (lambda t, src, a: _multi_blend(t, src, a, True)) if one_shared else _multi_blend,
+             lambda **kw: _check_multi("multi_blend_", [(targets, "targets"), (sources, "sources")],
+                                       _checks.multi_blend, targets, sources, alphas, shared_source=shared, **kw))
     return targets
 
 
@@ -330,9 +361,13 @@ def multi_blend_noise_(targets: Sequence[Tensor], source, weights, noise_scale, 
     if not targets:
         _checks.multi_blend_noise(targets, [] if shared else sources, weights, noise_scale, streams)
         return targets
+    one_shared = shared and len(targets) == 1  # see multi_blend_
     _grouped(targets, [targets, sources, weights, streams],
-             lambda t, src, w, st: _multi_blend_noise(t, src, w, noise_scale, seed, st),
-             lambda **kw: _checks.multi_blend_noise(targets, sources, weights, noise_scale, streams, **kw))
+             (lambda t, src, w, st: _multi_blend_noise(t, src, w, noise_scale, seed, st, True)) if one_shared
+             else (lambda t, src, w, st: _multi_blend_noise(t, src, w, noise_scale, seed, st)),
+             lambda **kw: _check_multi("multi_blend_noise_", [(targets, "targets"), (sources, "sources")],
+                                       _checks.multi_blend_noise, targets, sources, weights, noise_scale,
+                                       streams, shared_source=shared, **kw))
     return targets
 
 

@@ -180,10 +180,10 @@ def ref_axpby(a: float, x, b: float, y):
 
 
 def ref_blend(x, y, w: float):
-    """The two-sided lerp: exact at w == 0 and w == 1."""
+    """The two-sided lerp, torch.lerp's formula: exact at w == 0 and w == 1."""
     x, y = f64(x), f64(y)
     diff = y - x
-    value = x + w * diff if w < 0.5 else y - diff * (1.0 - w)
+    value = x + w * diff if abs(w) < 0.5 else y - diff * (1.0 - w)
     return value, (x.abs() + y.abs()) * (1.0 + abs(w))
 
 
@@ -315,7 +315,7 @@ def lincomb_spec(k: int, bias: float = -0.375) -> OpSpec:
     )
 
 
-# Both blend branches: w < 0.5 runs x + w*(y-x), w >= 0.5 runs y - (y-x)*(1-w).
+# Both blend branches: |w| < 0.5 runs x + w*(y-x), |w| >= 0.5 runs y - (y-x)*(1-w).
 OPS = [axpby_spec(1.75, -0.3), blend_spec(0.3), blend_spec(0.7), lincomb_spec(3)]
 
 

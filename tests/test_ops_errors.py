@@ -4,6 +4,8 @@ it was given, and every buffer behind a view, is bit-identical afterwards).
 Run on both backends."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -489,4 +491,203 @@ def test_multi_blend_single_target_is_the_shared_source(backend):
     before = snapshot([x])
     with pytest.raises(RuntimeError, match=r"sources\[0\] overlaps targets\[0\]"):
         ops.multi_blend_([x], x, 0.3)
+    assert_unchanged(before)
+
+
+# ---------------------------- gradients are never silently dropped (D13)
+# The out=, in-place and list forms are not differentiable: with grad mode on,
+# any tensor of theirs that requires grad is an error naming it (as torch's own
+# out= functions raise), before anything is written. Coefficients given as
+# tensors that require grad would be taken as constants: rejected too.
+
+def _leaf(n=N, seed=7):
+    return t(torch.float32, n, seed=seed).requires_grad_()
+
+
+def _f(n=N, seed=0):
+    return t(torch.float32, n, seed=seed)
+
+
+def _grad_cases():
+    def case(name, match, build):
+        return pytest.param(build, match, id=name)
+
+    return [
+        case("axpby-out-is-x-y-requires-grad", r"^y\b.*requires grad",
+             lambda: (lambda x, l: ((lambda: ops.axpby(1.0, x, 1.0, l, out=x)), [x, l]))(_f(), _leaf())),
+        case("axpby-out-x-requires-grad", r"^x\b.*requires grad",
+             lambda: (lambda l, y, o: ((lambda: ops.axpby(1.0, l, 1.0, y, out=o)), [l, y, o]))(_leaf(), _f(seed=1), _f(seed=2))),
+        case("axpby-out-requires-grad", r"^out\b.*requires grad",
+             lambda: (lambda x, y, o: ((lambda: ops.axpby(1.0, x, 1.0, y, out=o)), [x, y, o]))(_f(), _f(seed=1), _leaf())),
+        case("axpby_-y-requires-grad", r"^y\b.*requires grad",
+             lambda: (lambda x, l: ((lambda: ops.axpby_(0.5, x, 2.0, l)), [x, l]))(_f(), _leaf())),
+        case("axpby_-x-requires-grad", r"^x\b.*requires grad",
+             lambda: (lambda l, y: ((lambda: ops.axpby_(0.5, l, 2.0, y)), [l, y]))(_leaf(), _f(seed=1))),
+        case("blend-out-y-requires-grad", r"^y\b.*requires grad",
+             lambda: (lambda x, l: ((lambda: ops.blend(x, l, 0.3, out=x)), [x, l]))(_f(), _leaf())),
+        case("blend_-y-requires-grad", r"^y\b.*requires grad",
+             lambda: (lambda x, l: ((lambda: ops.blend_(x, l, 0.3)), [x, l]))(_f(), _leaf())),
+        case("lincomb-out-tensors1-requires-grad", r"^tensors\[1\].*requires grad",
+             lambda: (lambda x, l, o: ((lambda: ops.lincomb([1.0, 2.0], [x, l], out=o)), [x, l, o]))(_f(), _leaf(), _f(seed=2))),
+        case("lincomb_-tensors1-requires-grad", r"^tensors\[1\].*requires grad",
+             lambda: (lambda x, l: ((lambda: ops.lincomb_([1.0, 2.0], [x, l], 0.5)), [x, l]))(_f(), _leaf())),
+        case("multi_axpby-ys1-requires-grad", r"^ys\[1\].*requires grad",
+             lambda: (lambda o, x, l: ((lambda: ops.multi_axpby_(o, 1.0, x, 1.0, [x[0], l])), [*o, *x, l]))(
+                 [_f(), _f(seed=1)], [_f(seed=2), _f(seed=3)], _leaf())),
+        case("multi_axpby-mixed-dtypes-ys3-requires-grad", r"^ys\[3\].*requires grad",
+             lambda: (lambda o, x, y: ((lambda: ops.multi_axpby_(o, 1.0, x, 1.0, y)), [*o, *x, *y]))(
+                 [t(dt, seed=k) for k, dt in enumerate([torch.float32, torch.float64] * 2)],
+                 [t(dt, seed=10 + k) for k, dt in enumerate([torch.float32, torch.float64] * 2)],
+                 [t(dt, seed=20 + k).requires_grad_(k == 3) for k, dt in enumerate([torch.float32, torch.float64] * 2)])),
+        case("multi_blend-sources1-requires-grad", r"^sources\[1\].*requires grad",
+             lambda: (lambda ts, l: ((lambda: ops.multi_blend_(ts, [ts[0].clone(), l], 0.5)), [*ts, l]))(
+                 [_f(), _f(seed=1)], _leaf())),
+        case("multi_blend-shared-source-requires-grad", r"^sources\[0\].*requires grad",
+             lambda: (lambda ts, l: ((lambda: ops.multi_blend_(ts, l, 0.5)), [*ts, l]))([_f(), _f(seed=1)], _leaf())),
+        case("multi_blend-single-target-shared-source-requires-grad", r"^sources\[0\].*requires grad",
+             lambda: (lambda x, l: ((lambda: ops.multi_blend_([x], l, 0.5)), [x, l]))(_f(), _leaf())),
+        case("multi_blend-targets1-requires-grad", r"^targets\[1\].*requires grad",
+             lambda: (lambda ts, s: ((lambda: ops.multi_blend_(ts, s, 0.5)), [*ts, s]))([_f(), _leaf()], _f(seed=3))),
+        case("blend_noise-best-requires-grad", r"^best\b.*requires grad",
+             lambda: (lambda x, l: ((lambda: ops.blend_noise_(x, l, 0.5, 0.1, seed=1)), [x, l]))(_f(), _leaf())),
+        case("multi_blend_noise-sources0-requires-grad", r"^sources\[0\].*requires grad",
+             lambda: (lambda ts, l: ((lambda: ops.multi_blend_noise_(ts, l, 0.5, 0.1, seed=1, streams=[0, 1])),
+                                     [*ts, l]))([_f(), _f(seed=1)], _leaf())),
+        # coefficients given as tensors that require grad
+        case("axpby-a-tensor-requires-grad", r"^a\b.*requires grad",
+             lambda: (lambda x, y, a: ((lambda: ops.axpby(a, x, 1.0, y)), [x, y, a]))(
+                 _f(), _f(seed=1), torch.tensor(2.0, requires_grad=True))),
+        case("axpby_-b-tensor-requires-grad", r"^b\b.*requires grad",
+             lambda: (lambda x, y, b: ((lambda: ops.axpby_(1.0, x, b, y)), [x, y, b]))(
+                 _f(), _f(seed=1), torch.tensor(2.0, requires_grad=True))),
+        case("blend-alpha-tensor-requires-grad", r"^alpha\b.*requires grad",
+             lambda: (lambda x, y, w: ((lambda: ops.blend(x, y, w)), [x, y, w]))(
+                 _f(), _f(seed=1), torch.tensor(0.3, requires_grad=True))),
+        case("lincomb-coeffs1-tensor-requires-grad", r"^coeffs\[1\].*requires grad",
+             lambda: (lambda x, y, c: ((lambda: ops.lincomb([1.0, c], [x, y])), [x, y, c]))(
+                 _f(), _f(seed=1), torch.tensor(0.3, requires_grad=True))),
+        case("lincomb-coeffs-tensor-requires-grad", r"^coeffs\b.*requires grad",
+             lambda: (lambda x, y, c: ((lambda: ops.lincomb(c, [x, y])), [x, y, c]))(
+                 _f(), _f(seed=1), torch.tensor([0.3, 0.5], requires_grad=True))),
+        case("lincomb-bias-tensor-requires-grad", r"^bias\b.*requires grad",
+             lambda: (lambda x, c: ((lambda: ops.lincomb([1.0], [x], c)), [x, c]))(
+                 _f(), torch.tensor(0.3, requires_grad=True))),
+        case("multi_blend-alphas-tensor-requires-grad", r"^alphas\b.*requires grad",
+             lambda: (lambda ts, s, w: ((lambda: ops.multi_blend_(ts, s, w)), [*ts, s, w]))(
+                 [_f(), _f(seed=1)], _f(seed=2), torch.tensor([0.3, 0.5], requires_grad=True))),
+        case("multi_axpby-a-tensor-requires-grad", r"^a\b.*requires grad",
+             lambda: (lambda o, x, a: ((lambda: ops.multi_axpby_(o, a, x, 1.0, x)), [*o, *x, a]))(
+                 [_f()], [_f(seed=1)], torch.tensor(0.3, requires_grad=True))),
+        case("blend_noise-weight-tensor-requires-grad", r"^weight\b.*requires grad",
+             lambda: (lambda x, s, w: ((lambda: ops.blend_noise_(x, s, w, 0.1, seed=1)), [x, s, w]))(
+                 _f(), _f(seed=1), torch.tensor(0.3, requires_grad=True))),
+    ]
+
+
+@pytest.mark.parametrize("build, match", _grad_cases())
+def test_requires_grad_is_rejected_under_grad_mode(backend, build, match):
+    call, tensors = build()
+    before = snapshot(tensors)
+    with pytest.raises(RuntimeError, match=match):
+        call()
+    assert_unchanged(before)
+    with torch.no_grad():  # not an error there: nothing would be differentiated
+        call()
+
+
+def test_the_allocating_forms_stay_differentiable(backend):
+    x, y = _leaf(seed=1), _leaf(seed=2)
+    assert ops.axpby(1.0, x, 2.0, y).requires_grad
+    assert ops.blend(x, y, 0.3).requires_grad
+    assert ops.lincomb([1.0, 2.0], [x, y]).requires_grad
+    # tensor coefficients that do not require grad are plain numbers
+    z = ops.axpby(torch.tensor(2.0), x, torch.tensor(1.0, dtype=torch.float64), y)
+    z.sum().backward()
+    assert torch.equal(x.grad, torch.full_like(x, 2.0))
+
+
+# --------------------------- the in-place forms name the caller's arguments (D14)
+# axpby_(a, x, b, y) writes x; it never calls it "out" (nor blend_noise_ "self").
+
+def _inplace_name_cases():
+    F, D = torch.float32, torch.float64
+
+    def case(name, exc, match, build):
+        return pytest.param(exc, match, build, id=name)
+
+    def buf(n=N + 1, seed=3):
+        return t(F, n, seed=seed)
+
+    cases = []
+    for op, call in [("axpby_", lambda x, y: ops.axpby_(0.5, x, 2.0, y)),
+                     ("blend_", lambda x, y: ops.blend_(x, y, 0.25)),
+                     ("blend_noise_", lambda x, y: ops.blend_noise_(x, y, 0.25, 0.5, seed=3))]:
+        second = "best" if op == "blend_noise_" else "y"
+        cases += [
+            case(f"{op}-x-int", TypeError, r"^x\b", (lambda c: lambda: (c, torch.arange(N, dtype=torch.int32), t(F)))(call)),
+            case(f"{op}-x-dtype-vs-{second}", TypeError, rf"^{second} has dtype .* but x has dtype",
+                 (lambda c: lambda: (c, t(D), t(F)))(call)),
+            case(f"{op}-{second}-shape", ValueError, rf"^{second} has shape .* but x has shape",
+                 (lambda c: lambda: (c, t(F), t(F, N + 1)))(call)),
+            case(f"{op}-x-noncontiguous", RuntimeError, r"^x must be contiguous",
+                 (lambda c: lambda: (c, *noncontig(F)[:1], t(F)))(call)),
+            case(f"{op}-{second}-noncontiguous", RuntimeError, rf"^{second} must be contiguous",
+                 (lambda c: lambda: (c, t(F), noncontig(F)[0]))(call)),
+            case(f"{op}-x-partially-overlaps-{second}", RuntimeError, rf"^x partially overlaps {second}\b",
+                 (lambda c: lambda: (lambda b: (c, b[1:], b[:-1]))(buf()))(call)),
+            case(f"{op}-x-meta", RuntimeError, rf"^{second} is on cpu but x is on meta",
+                 (lambda c: lambda: (c, meta(F), t(F)))(call)),
+        ]
+    lc = lambda ts: ops.lincomb_([1.0, -2.0, 0.5], ts, 0.5)  # noqa: E731
+    cases += [
+        case("lincomb_-tensors0-int", TypeError, r"^tensors\[0\]",
+             lambda: (lc, [torch.arange(N), torch.arange(N), torch.arange(N)])),
+        case("lincomb_-tensors1-dtype", TypeError, r"^tensors\[1\] has dtype .* but tensors\[0\]",
+             lambda: (lc, [t(F), t(D), t(F)])),
+        case("lincomb_-tensors2-shape", ValueError, r"^tensors\[2\] has shape .* but tensors\[0\]",
+             lambda: (lc, [t(F), t(F), t(F, N + 1)])),
+        case("lincomb_-tensors0-noncontiguous", RuntimeError, r"^tensors\[0\] must be contiguous",
+             lambda: (lc, [noncontig(F)[0], t(F), t(F)])),
+        case("lincomb_-tensors0-partially-overlaps-tensors1", RuntimeError,
+             r"^tensors\[0\] partially overlaps tensors\[1\]", lambda: (lambda b: (lc, [b[:-1], b[1:], t(F)]))(buf())),
+        case("lincomb_-tensors0-partially-overlaps-tensors2", RuntimeError,
+             r"^tensors\[0\] partially overlaps tensors\[2\]", lambda: (lambda b: (lc, [b[1:], t(F), b[:-1]]))(buf())),
+    ]
+    ma = lambda outs, xs, ys: ops.multi_axpby_(outs, 0.5, xs, 2.0, ys)  # noqa: E731
+    mb = lambda ts, src: ops.multi_blend_(ts, src, 0.5)  # noqa: E731
+    mn = lambda ts, src: ops.multi_blend_noise_(ts, src, 0.5, 0.1, seed=1, streams=list(range(len(ts))))  # noqa: E731
+    cases += [
+        case("multi_axpby-xs1-dtype-vs-mixed-outs", TypeError, r"^xs\[1\] has dtype .* but outs\[1\]",
+             lambda: (ma, [t(F), t(D)], [t(F), t(F)], [t(F), t(F)])),
+        case("multi_axpby-xs1-shape", ValueError, r"^xs\[1\] has shape .* but outs\[1\]",
+             lambda: (ma, [t(F), t(F)], [t(F), t(F, N + 1)], [t(F), t(F)])),
+        case("multi_axpby-outs0-noncontiguous", RuntimeError, r"^outs\[0\] must be contiguous",
+             lambda: (ma, [noncontig(F)[0], t(F)], [t(F), t(F)], [t(F), t(F)])),
+        case("multi_axpby-outs0-partially-overlaps-own-xs0", RuntimeError, r"^xs\[0\] overlaps outs\[0\]",
+             lambda: (lambda b: (ma, [b[1:]], [b[:-1]], [t(F)]))(buf())),
+        case("multi_blend-targets1-dtype", TypeError, r"^sources\[0\] has dtype .* but targets\[1\]",
+             lambda: (mb, [t(D), t(F)], t(D))),
+        case("multi_blend-targets0-noncontiguous", RuntimeError, r"^targets\[0\] must be contiguous",
+             lambda: (mb, [noncontig(F)[0]], t(F))),
+        case("multi_blend-shared-source-shape", ValueError, r"^sources\[0\] has shape .* but targets\[0\]",
+             lambda: (mb, [t(F)], t(F, N + 1))),
+        case("multi_blend-single-target-overlaps-shared-source", RuntimeError, r"^sources\[0\] overlaps targets\[0\]",
+             lambda: (lambda b: (mb, [b[1:]], b[:-1]))(buf())),
+        case("multi_blend_noise-targets1-dtype", TypeError, r"^sources\[1\] has dtype .* but targets\[1\]",
+             lambda: (mn, [t(F), t(F)], [t(F), t(D)])),
+        case("multi_blend_noise-single-target-is-shared-source", RuntimeError, r"^sources\[0\] overlaps targets\[0\]",
+             lambda: (lambda x: (mn, [x], x))(t(F))),
+    ]
+    return cases
+
+
+@pytest.mark.parametrize("exc, match, build", _inplace_name_cases())
+def test_inplace_errors_name_the_callers_argument(backend, exc, match, build):
+    call, *args = build()
+    tensors = [v for a in args for v in (a if isinstance(a, list) else [a])]
+    before = snapshot(tensors + [v._base for v in tensors if v._base is not None])
+    with pytest.raises(exc, match=match) as info:
+        call(*args)
+    message = str(info.value)
+    assert not re.search(r"\b(out|self)\b(?!=)", message), message
     assert_unchanged(before)

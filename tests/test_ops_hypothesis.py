@@ -2,6 +2,8 @@
 offsets and forms, each against the float64 reference, on both backends."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -9,8 +11,8 @@ from hypothesis import strategies as st
 
 from nytorch_ext import ops
 from reference import (
-    DTYPES, assert_bitwise_equal, assert_matches, axpby_spec, blend_spec, make, make_list,
-    no_zeros, place, ref_blend, ref_axpby, ref_lincomb,
+    DTYPES, assert_bitwise_equal, assert_matches, assert_unchanged, axpby_spec, blend_spec, make,
+    make_list, no_zeros, place, ref_blend, ref_axpby, ref_lincomb, snapshot,
 )
 
 # The backend fixture (monkeypatch) is function-scoped; it is the same for every
@@ -131,3 +133,134 @@ def test_hypothesis_chosen_values(backend, dtype, values, a, w, data):
     assert_matches(ops.axpby(a, x, 1.0 - a, y), ref_axpby(a, x, 1.0 - a, y), dtype)
     assert_matches(ops.blend(x, y, w), ref_blend(x, y, w), dtype)
     assert_matches(ops.lincomb([a, 0.5, -a], [x, y, y], w), ref_lincomb([a, 0.5, -a], [x, y, y], w), dtype)
+
+
+# ------------------------------------------- blend over every alpha (D11)
+# Both backends compute torch.lerp's formula, |w| < 0.5 ? x + w*(y-x) : y - (y-x)*(1-w),
+# for any alpha: negative, > 1, huge, Inf, NaN; and inputs with NaN and Inf. A
+# finite scalar too large for the opmath type (float32 for float32/float16/
+# bfloat16 tensors) is a ValueError naming the argument, in both backends.
+
+FLT_MAX = torch.finfo(torch.float32).max
+NASTY_ALPHAS = [0.0, -0.0, 0.5, -0.5, 0.49999997, -0.49999997, 1.0, -1.0, 1.5, -2.25, 7.0,
+                1e30, -1e30, 1e38, -1e38, FLT_MAX, -FLT_MAX, 3.5e38, 1e39, -1e39, 1e300,
+                float("inf"), float("-inf"), float("nan")]
+blend_alphas = st.one_of(st.sampled_from(NASTY_ALPHAS), st.floats(-10.0, 10.0), st.floats(-1e6, 1e6),
+                         st.floats(allow_nan=True, allow_infinity=True))
+blend_values = st.one_of(st.floats(-1e3, 1e3, width=16), st.sampled_from([float("inf"), float("-inf"), float("nan")]))
+BLEND_FORMS = ["alloc", "out", "inplace", "multi-shared", "multi-list"]
+
+
+def _opmath_overflows(alpha: float, dtype) -> bool:
+    return dtype != torch.float64 and math.isfinite(alpha) and abs(alpha) > FLT_MAX
+
+
+def _lerp_reference(x, y, alpha):
+    """torch.lerp in float64, as (value, magnitude) for assert_matches."""
+    xd, yd = x.double(), y.double()
+    return torch.lerp(xd, yd, alpha), (xd.abs() + yd.abs()) * (1.0 + abs(alpha)) if math.isfinite(alpha) \
+        else torch.zeros_like(xd)
+
+
+def _blend_by(form, x, y, alpha):
+    if form == "alloc":
+        return ops.blend(x, y, alpha)
+    if form == "out":
+        return ops.blend(x, y, alpha, out=torch.empty_like(x))
+    if form == "inplace":
+        return ops.blend_(x.clone(), y, alpha)
+    if form == "multi-shared":
+        ts = [x.clone(), x.clone()]
+        ops.multi_blend_(ts, y, alpha)
+        return ts[1]
+    ts = [x.clone(), x.clone()]
+    ops.multi_blend_(ts, [y.clone(), y], [0.25, alpha])
+    return ts[1]
+
+
+@SETTINGS
+@given(dtype=dtypes, values=st.lists(blend_values, min_size=1, max_size=40), alpha=blend_alphas,
+       form=st.sampled_from(BLEND_FORMS), data=st.data())
+def test_blend_backends_agree_with_torch_lerp(monkeypatch, dtype, values, alpha, form, data):
+    from reference import use_backend
+    other = data.draw(st.lists(blend_values, min_size=len(values), max_size=len(values)), label="y")
+    x = torch.tensor(values, dtype=torch.float64).to(dtype)
+    y = torch.tensor(other, dtype=torch.float64).to(dtype)
+    results = {}
+    for name in ("compiled", "fallback"):
+        with monkeypatch.context() as m:
+            use_backend(name, m)
+            if _opmath_overflows(alpha, dtype):
+                before = snapshot([x, y])
+                with pytest.raises(ValueError, match=r"^alphas?(\[1\])?(?!\w).*out of range"):
+                    _blend_by(form, x, y, alpha)
+                assert_unchanged(before)
+                continue
+            results[name] = _blend_by(form, x, y, alpha)
+    if not results:
+        return
+    # the reference: torch.lerp itself in the opmath type, and in float64 (both agree
+    # up to the result's rounding where nothing overflows)
+    opmath = torch.float64 if dtype == torch.float64 else torch.float32
+    lerp = torch.lerp(x.to(opmath), y.to(opmath), alpha).to(dtype)
+    for name, got in results.items():
+        assert torch.equal(got.isnan(), lerp.isnan()), (name, got, lerp)
+        finite = ~lerp.isnan()
+        assert torch.equal(got[lerp.isinf()], lerp[lerp.isinf()]), (name, got, lerp)
+        assert_matches(got[finite & ~lerp.isinf()],
+                       tuple(v[finite & ~lerp.isinf()] for v in _lerp_reference(x, y, alpha)), dtype,
+                       factor=4.0, what=name)
+
+
+@pytest.mark.parametrize("alpha, expected", [(-0.5, float("nan")), (-0.25, float("-inf")), (0.25, float("inf")),
+                                             (1.5, float("inf")), (0.5, float("nan")), (-1.0, float("nan")),
+                                             (1.0, float("nan"))])
+def test_blend_towards_infinity_is_torch_lerp(backend, alpha, expected):
+    x = torch.zeros(20)
+    y = torch.full((20,), float("inf"))
+    want = torch.lerp(x, y, alpha)
+    assert torch.allclose(want, torch.full((20,), expected), equal_nan=True)  # the premise
+    for form in BLEND_FORMS:
+        got = _blend_by(form, x, y, alpha)
+        assert torch.equal(got.isnan(), want.isnan()) and torch.equal(got[~got.isnan()], want[~want.isnan()]), form
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_out_of_range_scalars_are_value_errors(backend, dtype):
+    x, y = make(10, dtype, seed=1), make(10, dtype, seed=2)
+    before = (x.clone(), y.clone())
+    big = 1e39
+    calls = {
+        "a": lambda: ops.axpby(big, x, 1.0, y),
+        "b": lambda: ops.axpby_(1.0, x, -big, y),
+        "alpha": lambda: ops.blend(x, y, big, out=torch.empty_like(x)),
+        r"coeffs\[1\]": lambda: ops.lincomb([1.0, big], [x, y]),
+        "bias": lambda: ops.lincomb_([1.0, 2.0], [x, y], big),
+        r"alphas\[0\]": lambda: ops.multi_blend_([x], [y], [big]),
+        r"alphas\[1\]": lambda: ops.multi_blend_([x, x.clone()], y, [0.5, -big]),
+        "a ": lambda: ops.multi_axpby_([x], big, [x], 1.0, [y]),
+        "noise_scale": lambda: ops.blend_noise_(x, y, 0.5, big, seed=1),
+    }
+    for name, call in calls.items():
+        if dtype == torch.float64:
+            call()  # representable: computed
+            x.copy_(before[0])
+            continue
+        with pytest.raises(ValueError, match=rf"^{name.strip()}(?!\w).*out of range"):
+            call()
+        assert torch.equal(x, before[0]) and torch.equal(y, before[1]), name
+    # mixed groups: a float64 group takes 1e39, a float32 one does not
+    if dtype != torch.float64:
+        z = make(10, torch.float64, seed=3)
+        z_before = z.clone()
+        for alphas, name in (([0.5, big], r"alphas\[1\]"), (big, r"alphas\[0\]")):
+            with pytest.raises(ValueError, match=rf"^{name}.*out of range"):
+                ops.multi_blend_([z, x], [z.clone(), y], alphas)
+            assert torch.equal(x, before[0]) and torch.equal(z, z_before)
+        w = make(10, torch.float64, seed=4)
+        ops.multi_blend_([z, x], [w, y], [big, 0.5])  # 1e39 for the float64 target: fine
+        assert torch.allclose(z, torch.lerp(z_before, w, big), rtol=1e-12, atol=0)
+        x.copy_(before[0])
+    # inf and nan are not out of range: IEEE arithmetic
+    r = ops.blend(x, y, float("inf"))
+    assert torch.equal(r.isnan(), torch.lerp(x.float(), y.float(), float("inf")).to(dtype).isnan())

@@ -420,11 +420,11 @@ def test_opcheck(dtype, case):
 def test_registered_schemas():
     lib = torch.ops.nytorch_ext
     assert str(lib.blend_noise_.default._schema) == (
-        "nytorch_ext::blend_noise_(Tensor(a!) self, Tensor best, float weight, float noise_scale, "
+        "nytorch_ext::blend_noise_(Tensor(a!) x, Tensor best, float weight, float noise_scale, "
         "int seed, int stream) -> ()")
     assert str(lib.multi_blend_noise_.default._schema) == (
         "nytorch_ext::multi_blend_noise_(Tensor(a!)[] targets, Tensor[] sources, float[] weights, "
-        "float noise_scale, int seed, int[] streams) -> ()")
+        "float noise_scale, int seed, int[] streams, bool shared_source=False) -> ()")
 
 
 @dtypes
@@ -549,3 +549,16 @@ def test_cuda_shared_source_and_same_noise_as_cpu(backend):
     ops.multi_blend_noise_(cpu_ts, src, 0.5, 1.0, seed=SEED, streams=[3])
     ops.multi_blend_noise_(gpu[:1], src.cuda(), 0.5, 1.0, seed=SEED, streams=[3])
     assert_noise_close(gpu[0].cpu(), cpu_ts[0])
+
+
+@pytest.mark.parametrize("numel, exc", [(-1, ValueError), (-(2**40), ValueError), (2.5, TypeError),
+                                        ("4", TypeError), (True, TypeError), (None, TypeError)])
+def test_philox_normal_rejects_a_bad_numel(numel, exc):
+    with pytest.raises(exc, match=r"^numel\b"):
+        ops.philox_normal(numel, 1)
+
+
+def test_philox_normal_numel_zero_and_integral_types():
+    assert ops.philox_normal(0, 1).shape == (0,)
+    import numpy as np
+    assert torch.equal(ops.philox_normal(np.int64(5), 1), ops.philox_normal(5, 1))

@@ -13,8 +13,8 @@ import torch
 import nytorch_ext
 from nytorch_ext import _fallback, ops
 from reference import (
-    BACKENDS, DTYPES, FALLBACK_IMPLS, OPS, assert_bitwise_equal, assert_matches, dtype_id,
-    make, make_list, ref_axpby, ref_blend, use_backend,
+    BACKENDS, DTYPES, FALLBACK_IMPLS, OPS, assert_bitwise_equal, assert_matches, assert_unchanged,
+    dtype_id, make, make_list, ref_axpby, ref_blend, snapshot, use_backend,
 )
 
 requires_compiled = pytest.mark.skipif(not ops.is_compiled(), reason="compiled kernels not loaded")
@@ -46,6 +46,13 @@ def _opcheck_cases():
         ("multi_axpby_", lambda d, n: (lambda x, y: ((x, 2.0, x, 3.0, y), {}))(xs(d, n), xs(d, n, seed=7))),
         ("multi_blend_", lambda d, n: ((xs(d, n, 3), [make(n, d, seed=9)], [0.5]), {})),
         ("multi_blend_", lambda d, n: ((xs(d, n, 3), xs(d, n, 3, seed=9), [0.0, 0.5, 1.0]), {})),
+        # a shared source with a single target; alphas outside [0, 1]
+        ("multi_blend_", lambda d, n: (([make(n, d)], [make(n, d, seed=9)], [-0.75], True), {})),
+        ("multi_blend_", lambda d, n: ((xs(d, n, 2), [make(n, d, seed=9)], [1.5, -3.0], True), {})),
+        ("blend", lambda d, n: ((*xs(d, n), -0.5), {})),
+        ("blend_out", lambda d, n: ((*xs(d, n), 2.5), {"out": fresh(d, n)})),
+        ("lincomb", lambda d, n: (([0.5, -2.0], xs(d, n)), {})),  # bias left at its default
+        ("lincomb_out", lambda d, n: (([0.5, -2.0], xs(d, n), 0.0), {"out": fresh(d, n)})),
     ]
 
 
@@ -67,6 +74,8 @@ def test_opcheck_with_autograd(name):
     args = {"axpby": (2.0, x, -3.0, y), "blend": (x, y, 0.3),
             "lincomb": ([1.0, 2.0, -0.5], [x, y, x], 0.5)}[name]
     torch.library.opcheck(getattr(lib, name).default, args)
+    more = {"axpby": (0.0, x, 1.0, y), "blend": (x, y, -1.25), "lincomb": ([1.0, -2.0], [x, y])}[name]
+    torch.library.opcheck(getattr(lib, name).default, more)  # lincomb: bias at its default
 
 
 @requires_compiled
@@ -79,7 +88,8 @@ def test_registered_ops_and_schemas():
         "lincomb": "lincomb(float[] coeffs, Tensor[] tensors, float bias=0.) -> Tensor",
         "lincomb_out": "lincomb_out(float[] coeffs, Tensor[] tensors, float bias, *, Tensor(a!) out) -> ()",
         "multi_axpby_": "multi_axpby_(Tensor(a!)[] outs, float a, Tensor[] xs, float b, Tensor[] ys) -> ()",
-        "multi_blend_": "multi_blend_(Tensor(a!)[] targets, Tensor[] sources, float[] alphas) -> ()",
+        "multi_blend_": "multi_blend_(Tensor(a!)[] targets, Tensor[] sources, float[] alphas, "
+                        "bool shared_source=False) -> ()",
     }
     for name, schema in expected.items():
         assert str(getattr(lib, name).default._schema) == "nytorch_ext::" + schema
@@ -342,3 +352,168 @@ def test_compiled_and_fallback_agree(monkeypatch, dtype):
     for k, ((c, mag), (f, _)) in enumerate(zip(compiled, fallback)):
         # within rounding of each other: each is within rounding of the exact value
         assert_matches(c, (f.double(), 2 * mag), dtype, what=f"compiled vs fallback, result #{k}")
+
+
+# ------------------------------------- autograd: every argument form (D1)
+
+def _leaves(n=2, shape=(4, 3)):
+    return [make(shape, torch.float64, seed=60 + k).requires_grad_() for k in range(n)]
+
+
+@pytest.mark.parametrize("bias", ["default", 0.0, -0.0, 0.75, -3.0])
+def test_lincomb_gradcheck_default_and_nonzero_bias(backend, bias):
+    """The dispatcher drops arguments equal to their defaults (bias=0.) before
+    autograd sees them: backward must return one gradient per argument passed."""
+    x, y = _leaves()
+    if bias == "default":
+        def fn(x, y):
+            return ops.lincomb([0.5, -2.0], [x, y])
+    else:
+        def fn(x, y):
+            return ops.lincomb([0.5, -2.0], [x, y], bias)
+    assert torch.autograd.gradcheck(fn, (x, y))
+    assert torch.autograd.gradgradcheck(fn, (x, y))
+
+
+def test_lincomb_backward_with_the_default_bias(backend):
+    x, y = (make(6, torch.float32, seed=k).requires_grad_() for k in (1, 2))
+    ops.lincomb([0.5, -2.0], [x, y]).sum().backward()
+    assert torch.equal(x.grad, torch.full_like(x, 0.5)) and torch.equal(y.grad, torch.full_like(y, -2.0))
+    x.grad = y.grad = None
+    ops.lincomb([0.5, -2.0], [x, y], bias=0.0).sum().backward()  # the default, passed explicitly
+    assert torch.equal(x.grad, torch.full_like(x, 0.5))
+    x.grad = None
+    ops.lincomb([3.0], [x]).sum().backward()  # one tensor
+    assert torch.equal(x.grad, torch.full_like(x, 3.0))
+
+
+def test_lincomb_backward_when_only_some_tensors_require_grad(backend):
+    x = make(6, torch.float64, seed=1).requires_grad_()
+    c = make(6, torch.float64, seed=2)  # a constant
+    ops.lincomb([2.0, -1.0, 4.0], [x, c, x]).sum().backward()
+    assert torch.equal(x.grad, torch.full_like(x, 6.0))
+    assert torch.autograd.gradcheck(lambda x: ops.lincomb([2.0, -1.0], [x, c]), (x.detach().requires_grad_(),))
+
+
+@pytest.mark.parametrize("a, b", [(1.5, -0.25), (1.0, 1.0), (0.0, -3.0), (-2.0, 0.0)])
+def test_axpby_gradcheck(backend, a, b):
+    x, y = _leaves()
+    assert torch.autograd.gradcheck(lambda x, y: ops.axpby(a, x, b, y), (x, y))
+    assert torch.autograd.gradgradcheck(lambda x, y: ops.axpby(a, x, b, y), (x, y))
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.25, 0.5, 1.0, -0.5, 1.75, -3.0])
+def test_blend_gradcheck(backend, alpha):
+    x, y = _leaves()
+    assert torch.autograd.gradcheck(lambda x, y: ops.blend(x, y, alpha), (x, y))
+    assert torch.autograd.gradgradcheck(lambda x, y: ops.blend(x, y, alpha), (x, y))
+
+
+# ------------------------------------ aliasing rules under torch.compile (D12)
+# The fakes see the FakeTensors' storages, so a call the eager op rejects for
+# its aliasing is rejected when torch.compile traces it too (at the real kernel
+# it would be too late: functionalization hands it fresh copies of the outputs).
+
+def _shared_is_target():
+    ts = [make(8, torch.float32, seed=k) for k in range(3)]
+    return (lambda ts: ops.multi_blend_(ts, ts[1], 0.5)), (ts,), r"sources\[0\] overlaps targets\[1\]"
+
+
+def _single_target_is_shared_source():
+    x = make(8, torch.float32, seed=1)
+    return (lambda x: ops.multi_blend_([x], x, 0.3)), (x,), r"sources\[0\] overlaps targets\[0\]"
+
+
+def _noise_shared_is_target():
+    ts = [make(8, torch.float32, seed=k) for k in range(2)]
+    return ((lambda ts: ops.multi_blend_noise_(ts, ts[0], 0.5, 0.1, seed=1, streams=[0, 1])), (ts,),
+            r"sources\[0\] overlaps targets\[0\]")
+
+
+def _out_partially_overlaps_x():
+    buf, y = make(9, torch.float32, seed=1), make(8, torch.float32, seed=2)
+    return (lambda buf, y: ops.axpby(1.0, buf[:-1], 2.0, y, out=buf[1:])), (buf, y), r"out partially overlaps x\b"
+
+
+def _blend_inplace_partial():
+    buf = make(9, torch.float32, seed=1)
+    return (lambda buf: ops.blend_(buf[1:], buf[:-1], 0.3)), (buf,), r"^x partially overlaps y\b|\bx partially overlaps y\b"
+
+
+def _lincomb_inplace_partial():
+    buf, z = make(9, torch.float32, seed=1), make(8, torch.float32, seed=2)
+    return ((lambda buf, z: ops.lincomb_([1.0, 2.0, 3.0], [buf[:-1], buf[1:], z])), (buf, z),
+            r"tensors\[0\] partially overlaps tensors\[1\]")
+
+
+def _noise_inplace_partial():
+    buf = make(9, torch.float32, seed=1)
+    return ((lambda buf: ops.blend_noise_(buf[1:], buf[:-1], 0.3, 0.1, seed=1)), (buf,),
+            r"\bx partially overlaps best\b")
+
+
+def _outs_overlap():
+    buf = make(16, torch.float32, seed=1)
+    xs = [make(8, torch.float32, seed=k) for k in (2, 3)]
+    return ((lambda buf, xs: ops.multi_axpby_([buf[:8], buf[4:12]], 1.0, xs, 2.0, xs)), (buf, xs),
+            r"outs\[0\] and outs\[1\] overlap")
+
+
+def _xs_is_other_out():
+    outs = [make(8, torch.float32, seed=k) for k in (1, 2)]
+    ys = [make(8, torch.float32, seed=k) for k in (3, 4)]
+    return ((lambda outs, ys: ops.multi_axpby_(outs, 1.0, [outs[1], outs[0]], 2.0, ys)), (outs, ys),
+            r"xs\[0\] overlaps outs\[1\]")
+
+
+COMPILE_ALIASING = {
+    "multi_blend-shared-source-is-a-target": _shared_is_target,
+    "multi_blend-single-target-is-the-shared-source": _single_target_is_shared_source,
+    "multi_blend_noise-shared-source-is-a-target": _noise_shared_is_target,
+    "axpby-out-partially-overlaps-x": _out_partially_overlaps_x,
+    "blend_-partial-overlap": _blend_inplace_partial,
+    "lincomb_-partial-overlap": _lincomb_inplace_partial,
+    "blend_noise_-partial-overlap": _noise_inplace_partial,
+    "multi_axpby-outs-overlap": _outs_overlap,
+    "multi_axpby-xs-is-another-out": _xs_is_other_out,
+}
+
+
+def _flat_tensors(args):
+    out = []
+    for a in args:
+        out += a if isinstance(a, list) else [a]
+    return out
+
+
+@requires_compiled
+@pytest.mark.parametrize("fullgraph", [True, False], ids=["fullgraph", "graph-breaks-allowed"])
+@pytest.mark.parametrize("case", list(COMPILE_ALIASING))
+def test_torch_compile_rejects_what_eager_rejects(case, fullgraph):
+    fn, args, match = COMPILE_ALIASING[case]()
+    before = snapshot(_flat_tensors(args))
+    with pytest.raises(RuntimeError, match=match):
+        fn(*args)  # eager
+    assert_unchanged(before)
+    torch._dynamo.reset()
+    with pytest.raises(RuntimeError, match=match):
+        torch.compile(fn, backend="aot_eager", fullgraph=fullgraph)(*args)
+    assert_unchanged(before)
+
+
+@requires_compiled
+def test_torch_compile_single_target_with_a_shared_source():
+    """One target and a shared source that does not overlap it traces fullgraph
+    (the op is told the source is shared; no data_ptr() in traced code)."""
+    def fn(x, src):
+        ops.multi_blend_([x], src, 0.25)
+        ops.multi_blend_noise_([x], src, 0.5, 0.0, seed=1, streams=[0])
+        return x
+
+    def inputs():
+        return make(40, torch.float32, seed=1), make(40, torch.float32, seed=2)
+
+    expected = fn(*inputs())
+    torch._dynamo.reset()
+    got = torch.compile(fn, backend="aot_eager", fullgraph=True)(*inputs())
+    assert_bitwise_equal(got, expected)

@@ -39,7 +39,7 @@ void check_launch(const char* error, const char* op) {
 
 void axpby_out_cuda(double a, const at::Tensor& x, double b, const at::Tensor& y,
                     const at::Tensor& out) {
-  validate_binary_out(out, x, y);
+  validate_axpby_out(out, a, x, b, y);
   c10::DeviceGuard guard(out.device());
   check_launch(cuda_launch::axpby(launch_dtype(out), out.data_ptr(), x.const_data_ptr(),
                                   y.const_data_ptr(), out.numel(), a, b,
@@ -49,7 +49,7 @@ void axpby_out_cuda(double a, const at::Tensor& x, double b, const at::Tensor& y
 
 void blend_out_cuda(const at::Tensor& x, const at::Tensor& y, double alpha,
                     const at::Tensor& out) {
-  validate_binary_out(out, x, y);
+  validate_blend_out(out, x, y, alpha);
   c10::DeviceGuard guard(out.device());
   check_launch(cuda_launch::blend(launch_dtype(out), out.data_ptr(), x.const_data_ptr(),
                                   y.const_data_ptr(), out.numel(), alpha,
@@ -59,7 +59,7 @@ void blend_out_cuda(const at::Tensor& x, const at::Tensor& y, double alpha,
 
 void lincomb_out_cuda(c10::ArrayRef<double> coeffs, at::TensorList tensors, double bias,
                       const at::Tensor& out) {
-  validate_lincomb_out(out, coeffs, tensors);
+  validate_lincomb_out(out, coeffs, tensors, bias);
   c10::DeviceGuard guard(out.device());
   std::vector<const void*> inputs;
   inputs.reserve(tensors.size());
@@ -73,7 +73,7 @@ void lincomb_out_cuda(c10::ArrayRef<double> coeffs, at::TensorList tensors, doub
 
 void multi_axpby_cuda(at::TensorList outs, double a, at::TensorList xs, double b,
                       at::TensorList ys) {
-  validate_multi_axpby(outs, xs, ys);
+  validate_multi_axpby(outs, a, xs, b, ys);
   if (outs.empty()) return;
   c10::DeviceGuard guard(outs[0].device());
   const size_t n = outs.size();
@@ -108,8 +108,8 @@ struct BlendLists {
 };
 
 void multi_blend_cuda(at::TensorList targets, at::TensorList sources,
-                      c10::ArrayRef<double> alphas) {
-  validate_multi_blend(targets, sources, alphas);
+                      c10::ArrayRef<double> alphas, bool shared_source) {
+  validate_multi_blend(targets, sources, alphas, shared_source);
   if (targets.empty()) return;
   c10::DeviceGuard guard(targets[0].device());
   const BlendLists l(targets, sources);
@@ -138,16 +138,16 @@ void launch_blend_noise(at::TensorList targets, at::TensorList sources,
                op);
 }
 
-void blend_noise_cuda(const at::Tensor& self, const at::Tensor& best, double weight,
+void blend_noise_cuda(const at::Tensor& x, const at::Tensor& best, double weight,
                       double noise_scale, int64_t seed, int64_t stream) {
-  validate_blend_noise(self, best, weight, noise_scale);
-  launch_blend_noise(self, best, weight, noise_scale, seed, stream, "blend_noise_");
+  validate_blend_noise(x, best, weight, noise_scale);
+  launch_blend_noise(x, best, weight, noise_scale, seed, stream, "blend_noise_");
 }
 
 void multi_blend_noise_cuda(at::TensorList targets, at::TensorList sources,
                             c10::ArrayRef<double> weights, double noise_scale, int64_t seed,
-                            c10::ArrayRef<int64_t> streams) {
-  validate_multi_blend_noise(targets, sources, weights, noise_scale, streams);
+                            c10::ArrayRef<int64_t> streams, bool shared_source) {
+  validate_multi_blend_noise(targets, sources, weights, noise_scale, streams, shared_source);
   launch_blend_noise(targets, sources, weights, noise_scale, seed, streams, "multi_blend_noise_");
 }
 
