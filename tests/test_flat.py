@@ -77,33 +77,31 @@ def test_pool_keeps_at_most_max_free_unused_buffers():
     pool = BufferPool(max_free=2)
     held = [torch.empty(8) for _ in range(5)]
     pool.give(held)
-    key = (8, torch.float32, torch.device("cpu"))
-    assert len(pool._tracked[key]) == 5  # all in use: tracked, no memory of the pool's own
+    assert pool.free_bytes() == 0  # all in use: tracked, no memory of the pool's own
     del held
-    pool.give([torch.empty(8)])  # trims: the 5 now unused buffers, down to 2
-    assert len(pool._tracked[key]) <= 3
+    assert pool.free_bytes() == 2 * 8 * 4  # the 5 now unused buffers, down to 2
     a, b = pool.take(8, torch.float32, torch.device("cpu")), pool.take(8, torch.float32, torch.device("cpu"))
     assert a.data_ptr() != b.data_ptr()
+    assert pool.free_bytes() == 0
 
 
 def test_pool_lends_tracked_buffers_and_keeps_at_most_max_free_unused():
     pool = BufferPool(max_free=1)
     cpu = torch.device("cpu")
-    key = (16, torch.float32, cpu)
     first = pool.lend(16, torch.float32, cpu)
     address = first.data_ptr()
-    assert pool._tracked[key] == [first]  # tracked while in use
     second = pool.lend(16, torch.float32, cpu)  # first is held: a fresh one
-    assert second.data_ptr() != address and len(pool._tracked[key]) == 2
+    assert second.data_ptr() != address
     del first
-    again = pool.lend(16, torch.float32, cpu)  # the unused one, still tracked, moved to the back
-    assert again.data_ptr() == address and pool._tracked[key][-1] is again and len(pool._tracked[key]) == 2
+    again = pool.lend(16, torch.float32, cpu)  # the unused one, recycled: a new tensor on it
+    assert again.data_ptr() == address
     del second, again
-    held = [pool.lend(16, torch.float32, cpu) for _ in range(5)]  # two reused, three fresh
-    assert len({t.data_ptr() for t in held}) == 5 and len(pool._tracked[key]) == 5
-    del held  # five unused now
-    kept = pool.lend(16, torch.float32, cpu)  # reuses one and trims the rest to max_free
-    assert len(pool._tracked[key]) == 1 + pool.max_free and pool._tracked[key][-1] is kept
+    held = [pool.lend(16, torch.float32, cpu) for _ in range(5)]  # one or two reused, the rest fresh
+    assert len({t.data_ptr() for t in held}) == 5
+    del held  # five unused now: max_free of them are kept
+    assert pool.free_bytes() == pool.max_free * 16 * 4
+    kept = pool.lend(16, torch.float32, cpu)
+    assert pool.free_bytes() == 0 and kept.numel() == 16
 
 
 def test_replacing_live_particles_one_by_one_reuses_their_buffers(monkeypatch):
