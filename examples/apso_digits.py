@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from nytorch_ext import NytoModule, ParticleModule
-from nytorch_ext.callbacks import Callback
+from nytorch_ext.train import Callback
 from nytorch_ext.swarm import Swarm
 from nytorch_ext.train import SwarmTrainer, accuracy
 

@@ -2,30 +2,33 @@
 
 ``import nytorch_ext as nyto`` gives nytorch's particle API (NytoModule,
 ParticleModule, ParamProduct, PMProduct, ParamConfig, GetNytoModule) on flat
-parameter buffers, ``nytorch_ext.ops``, the fused kernels underneath, ``nytorch_ext.swarm`` (APSO,
-momentum and the Swarm container as fused library operations) and
-``nytorch_ext.train`` (SwarmTrainer: gradient descent plus APSO, with callbacks).
+parameter buffers. The layers, each importing only the ones below it:
+
+- ``nytorch_ext.ops``: the fused kernels (compiled or pure-PyTorch fallback);
+- ``nytorch_ext.particles``: flat storage, products, species and nytorch's modules;
+- ``nytorch_ext.swarm``: APSO, momentum and the Swarm container;
+- ``nytorch_ext.train``: SwarmTrainer (gradient descent plus APSO), callbacks, history.
+
+``nytorch_ext.module``, ``.mtype`` and ``.particle_module`` are nytorch's import paths.
 """
 from . import ops
-from .module import NytoModule, NytoModuleBase
-from .mtype import ROOT_MODULE_ID, ParamConfig, SpeciesError
 from .ops import backend_info, is_compiled
-from .particle_module import GetNytoModule, ParticleModule, PMProduct
-from .product import ParamProduct, lincomb
+from . import particles
+from .particles import (ROOT_MODULE_ID, GetNytoModule, NytoModule, NytoModuleBase, ParamConfig,
+                        ParamProduct, ParticleModule, PMProduct, SpeciesError, lincomb, set_pool_limit)
 from . import swarm
 from .swarm import ApsoResult, Swarm, apso_step, momentum_step, momentum_step_
-from . import callbacks, device, train
-from .callbacks import Callback, Checkpoint, EarlyStopping, ProgressBar
-from .device import resolve_device
-from .history import Evaluation, History
-from .train import SwarmTrainer, accuracy
+from . import train
+from .train import (Callback, Checkpoint, EarlyStopping, Evaluation, History, ProgressBar, SwarmTrainer,
+                    accuracy, resolve_device)
+from . import module, mtype, particle_module  # nytorch's import paths
 
 __all__ = [
     "ops", "backend_info", "is_compiled",
-    "NytoModule", "NytoModuleBase", "ParticleModule", "ParamProduct", "PMProduct",
-    "ParamConfig", "GetNytoModule", "ROOT_MODULE_ID", "SpeciesError", "lincomb",
+    "particles", "NytoModule", "NytoModuleBase", "ParticleModule", "ParamProduct", "PMProduct",
+    "ParamConfig", "GetNytoModule", "ROOT_MODULE_ID", "SpeciesError", "lincomb", "set_pool_limit",
     "swarm", "Swarm", "ApsoResult", "apso_step", "momentum_step", "momentum_step_",
-    "train", "callbacks", "device", "SwarmTrainer", "accuracy", "History", "Evaluation",
+    "train", "SwarmTrainer", "accuracy", "History", "Evaluation",
     "Callback", "ProgressBar", "EarlyStopping", "Checkpoint", "resolve_device",
 ]
 __version__ = "0.1.0"

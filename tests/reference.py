@@ -16,7 +16,8 @@ from typing import Sequence
 import pytest
 import torch
 
-from nytorch_ext import _fallback, ops
+from nytorch_ext import ops
+from nytorch_ext.ops import fallback as _fallback
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 SIZES = [0, 1, 3, 4, 5, 127, 65535, 65536, 65537, 1_000_003]

@@ -16,7 +16,7 @@ output once, in one pass over memory.
 =====================================  =========================================
 
 The noise ``z`` is Philox4x32-10 + Box-Muller, a function of ``(seed, stream,
-element index)`` only (see ``nytorch_ext._philox``): reproducible whatever the
+element index)`` only (see ``nytorch_ext.ops.philox``): reproducible whatever the
 thread count or device, never stored in a buffer by the compiled kernels. Seeds
 and streams are 64-bit (Python ints in ``[-2**63, 2**64)``, taken as uint64 bits).
 
@@ -55,9 +55,9 @@ from typing import Sequence
 
 import torch
 
-from . import _checks, _fallback, _philox
+from . import fallback as _fallback, philox as _philox, validation as _checks
 from ._extension import _C, BUILD_INFO, LOAD_ERROR
-from ._philox import philox_normal
+from .philox import philox_normal
 
 __all__ = [
     "axpby", "axpby_", "blend", "blend_", "lincomb", "lincomb_",
@@ -94,7 +94,7 @@ def backend_info() -> dict:
 
 
 if _C is not None:
-    from . import _registrations  # noqa: F401  (fakes, autograd, CUDA fallback)
+    from . import registrations  # noqa: F401  (fakes, autograd, CUDA fallback)
 
     _lib = torch.ops.nytorch_ext
     _axpby, _axpby_out = _lib.axpby.default, _lib.axpby_out.default

@@ -48,7 +48,7 @@ def supported_capabilities():
 def test_streaming_stores_equal_plain_stores(capability):
     env = dict(os.environ, ATEN_CPU_CAPABILITY=capability)
     proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True,
-                          timeout=300, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                          timeout=300, cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
     assert proc.stdout.split()[0] == capability.upper()
 

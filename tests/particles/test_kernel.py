@@ -12,7 +12,7 @@ from torch import nn
 
 import nytorch_ext as nyto
 from nytorch_ext import SpeciesError
-from particles import (MyModel, Big, Inner, Lin, Mixed, Net, Outer, as_lists, assert_values, inside, species,
+from particle_models import (MyModel, Big, Inner, Lin, Mixed, Net, Outer, as_lists, assert_values, inside, species,
                        storage_ptr, values)
 
 
@@ -571,7 +571,7 @@ class _Tied(nyto.NytoModule):
 
 
 def _copy_tree_with(impl, root):
-    from nytorch_ext import kernel as kernel_module
+    from nytorch_ext.particles import kernel as kernel_module
     k = root._particle_kernel
     k.touch()
     mids, pnames, pindex, cnames, cindex, nyto_ids = k._build_plan()
@@ -583,8 +583,8 @@ def _copy_tree_with(impl, root):
 
 
 def _tree_copy_impls():
-    from nytorch_ext import kernel as kernel_module
-    from nytorch_ext._extension import _C
+    from nytorch_ext.particles import kernel as kernel_module
+    from nytorch_ext.ops._extension import _C
     compiled = pytest.mark.skipif(_C is None, reason="the compiled extension is not loaded")
     return [pytest.param(kernel_module._python_copy_module_tree, id="python"),
             pytest.param(getattr(_C, "copy_module_tree", None), id="compiled", marks=compiled)]
@@ -621,7 +621,7 @@ def test_copy_module_tree_makes_shallow_copies_with_own_tables(impl):
 
 
 def test_compiled_copy_module_tree_rejects_bad_plans():
-    from nytorch_ext._extension import _C
+    from nytorch_ext.ops._extension import _C
     if _C is None:
         pytest.skip("the compiled extension is not loaded")
     root = _Tied()
@@ -673,7 +673,7 @@ def _lifecycle(seed: int) -> dict:
 
 
 def test_python_fallbacks_of_the_particle_helpers_give_the_same_particles(monkeypatch):
-    from nytorch_ext import flat, kernel as kernel_module
+    from nytorch_ext.particles import flat, kernel as kernel_module
     compiled = _lifecycle(3)
     monkeypatch.setattr(kernel_module, "copy_module_tree", kernel_module._python_copy_module_tree)
     monkeypatch.setattr(kernel_module, "views_in_place", flat._python_views_in_place)

@@ -7,7 +7,7 @@ for the seed chapter's hybrid algorithm::
     from nytorch_ext import ParticleModule
     from nytorch_ext.swarm import Swarm
     from nytorch_ext.train import SwarmTrainer, accuracy
-    from nytorch_ext.callbacks import EarlyStopping, Checkpoint
+    from nytorch_ext.train import EarlyStopping, Checkpoint
 
     swarm = Swarm.spawn(ParticleModule(Net()), 12, init="randn")
     trainer = SwarmTrainer(swarm, device="auto", seed=0)
@@ -47,7 +47,7 @@ from torch import Tensor
 from .callbacks import ProgressBar
 from .device import resolve_device
 from .history import Evaluation, History, best_of
-from .swarm import Swarm, _noise, _open_unit, _subset_size
+from ..swarm.swarm import Swarm, _noise, _open_unit, _subset_size
 
 __all__ = ["SwarmTrainer", "accuracy", "rng_state", "set_rng_state", "CHECKPOINT_FORMAT"]
 
@@ -325,7 +325,7 @@ class SwarmTrainer:
     swarm by APSO.
 
     ``swarm``: a Swarm or a sequence of particles of one species (made into a Swarm).
-    ``device``: see :func:`nytorch_ext.device.resolve_device` (``"auto"``: the CUDA GPU
+    ``device``: see :func:`nytorch_ext.train.device.resolve_device` (``"auto"``: the CUDA GPU
     with the most free memory, else the CPU); the swarm is moved there.
     ``seed``: seeds the trainer's APSO generator (drawn from torch's global RNG when
     None, so ``torch.manual_seed`` before building the trainer reproduces a run).
@@ -437,7 +437,7 @@ class SwarmTrainer:
         ``metrics``: name -> ``fn(output, target)`` -> float, a batch mean (e.g.
         :func:`accuracy`); logged as ``train_<name>`` (on the training forward passes) and
         ``val_<name>``.
-        ``callbacks``: see :mod:`nytorch_ext.callbacks`. ``progress``: None = a progress
+        ``callbacks``: see :mod:`nytorch_ext.train.callbacks`. ``progress``: None = a progress
         bar when stderr is a terminal; True / False force it on / off.
         ``resume_from``: a checkpoint written by :class:`Checkpoint` /
         :meth:`save_checkpoint`; the run continues from the epoch after it up to

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import torch
 
-from . import _checks, _philox
+from . import philox as _philox, validation as _checks
 
 
 def _opmath(t: torch.Tensor) -> torch.Tensor:

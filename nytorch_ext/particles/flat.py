@@ -16,7 +16,7 @@ buffer is recycled only when nothing uses its storage any more, always as a new
 tensor with a version counter of its own; lending costs O(1) whatever the number of
 live particles; the pool is thread-safe; and it keeps at most ``max_free_bytes`` of
 unused buffers (256 MiB by default, least recently used released first): set it
-with ``nytorch_ext.flat.set_pool_limit(nbytes)`` or the environment variable
+with ``nytorch_ext.set_pool_limit(nbytes)`` or the environment variable
 ``NYTORCH_EXT_POOL_MAX_FREE_BYTES``; ``DEFAULT_POOL.free_bytes()`` says what it holds.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ ALIGN_BYTES = 16
 
 
 def _load_views_op():
-    from ._extension import _C
+    from ..ops._extension import _C
     return torch.ops.nytorch_ext._views.default if _C is not None else None
 
 
@@ -56,7 +56,7 @@ def _python_entries_are(dicts: list, names: list, values: list) -> bool:
 
 
 def _load_placement_functions():
-    from ._extension import _C
+    from ..ops._extension import _C
     if _C is None:
         return _python_views_in_place, _python_entries_are, None
     return _C.views_in_place, _C.entries_are, _C.parameter_views

@@ -9,7 +9,7 @@ import warnings
 
 import torch
 
-from . import _checks, _fallback
+from . import fallback as _fallback, validation as _checks
 from ._extension import BUILD_INFO
 
 _NS = "nytorch_ext::"

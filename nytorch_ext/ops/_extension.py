@@ -19,7 +19,7 @@ if os.environ.get("NYTORCH_EXT_DISABLE_C", "").strip() not in ("", "0"):
     LOAD_ERROR = "disabled by NYTORCH_EXT_DISABLE_C"
 else:
     try:
-        from . import _C  # type: ignore[attr-defined,no-redef]
+        from .. import _C  # type: ignore[attr-defined,no-redef]
     except ImportError as exc:  # pragma: no cover - depends on the install
         LOAD_ERROR = f"{type(exc).__name__}: {exc}"
 
@@ -57,3 +57,10 @@ if _C is None:
     )
 
 BUILD_INFO: dict = _C.build_info() if _C is not None else {"cpu": None, "cuda": False}
+
+
+def native(name: str, python_impl):
+    """The one place that chooses compiled vs Python for a helper function of
+    ``_C`` (metadata helpers outside the dispatcher): ``_C.<name>`` when the
+    extension is loaded, else ``python_impl`` (the same contract in plain Python)."""
+    return getattr(_C, name) if _C is not None else python_impl

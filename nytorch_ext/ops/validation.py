@@ -17,6 +17,7 @@ O(n log n) in the number of tensors.
 from __future__ import annotations
 
 import math
+import numbers
 from bisect import bisect_right
 from typing import Sequence
 
@@ -319,3 +320,42 @@ def multi_blend_noise(targets, sources, weights, noise_scale: float, streams, on
     finite(noise_scale, "noise_scale")
     multi_blend(targets, sources, weights, one_group, aliasing, alphas_name="weights", shared_source=shared_source)
     _shared_range(noise_scale, "noise_scale", targets)
+
+
+# ------------------------------------------------------------- user-facing arguments
+# The one place that decides what a number, a probability and a positive int are, for
+# every layer above the ops (particles, swarm, train). bool is never a number here.
+
+def number(value, name: str, *, finite: bool = True, minimum: float | None = None,
+           tensor: bool = False, type_error: type = TypeError) -> float:
+    """``value`` as a float: a real number (a one-element tensor too when ``tensor``),
+    finite when ``finite``, ``>= minimum`` when given. Raises ``type_error`` for a
+    value that is not a number and ValueError for one out of range, naming ``name``."""
+    if tensor and isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise type_error(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if finite and not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if minimum is not None and not value >= minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def probability(value, name: str, *, open_interval: bool = True) -> float:
+    """``value`` as a float in (0, 1) (``open_interval``) or [0, 1]."""
+    value = number(value, name)
+    if not (0.0 < value < 1.0 if open_interval else 0.0 <= value <= 1.0):
+        interval = "the open interval (0, 1)" if open_interval else "[0, 1]"
+        raise ValueError(f"{name} must be in {interval}, got {value}")
+    return value
+
+
+def positive_int(value, name: str, *, minimum: int = 1, type_error: type = TypeError) -> int:
+    """``value`` as an int ``>= minimum`` (bool is not an int here)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise type_error(f"{name} must be an int >= {minimum}, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
+    return int(value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nytorch_ext.device import cuda_free_memory, resolve_device
+from nytorch_ext.train.device import cuda_free_memory, resolve_device
 
 
 @pytest.fixture

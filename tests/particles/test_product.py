@@ -8,22 +8,22 @@ import pytest
 import torch
 
 import nytorch_ext as nyto
-import nytorch_ext.product
+import nytorch_ext.particles.product
 from nytorch_ext import ParamProduct, SpeciesError
-from particles import Lin, Mixed, Net, assert_values, inside, species, storage_ptr, values, MyModel
+from particle_models import Lin, Mixed, Net, assert_values, inside, species, storage_ptr, values, MyModel
 
 
 @pytest.fixture
 def lincomb_calls(monkeypatch):
     """Counts calls of ops.lincomb made by nytorch_ext.product."""
     calls = []
-    real = nytorch_ext.product.ops.lincomb
+    real = nytorch_ext.particles.product.ops.lincomb
 
     def counting(*args, **kwargs):
         calls.append((args, kwargs))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(nytorch_ext.product.ops, "lincomb", counting)
+    monkeypatch.setattr(nytorch_ext.particles.product.ops, "lincomb", counting)
     return calls
 
 
@@ -542,7 +542,7 @@ def test_product_into_its_own_particle_then_the_expression_keeps_its_value(kind)
 def test_a_temporary_expression_is_written_in_one_pass_without_copy_on_write(kind):
     """``a.product_(expr)`` with a temporary: its snapshots of ``a`` are dropped
     before the write, so ``a``'s buffer keeps its memory (no copy made)."""
-    from nytorch_ext.product import _data_address
+    from nytorch_ext.particles.product import _data_address
     a = MyModel() if kind == "nyto" else nyto.ParticleModule(MyModel())
     b = a.clone()
     st = model_storage(a)

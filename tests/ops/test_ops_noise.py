@@ -1,6 +1,6 @@
 """blend_noise_ / multi_blend_noise_: the blend with Gaussian noise drawn inside
 the fused pass (Philox4x32-10 + Box-Muller, csrc/philox.h), against the
-plain-torch reference nytorch_ext._philox, on both backends.
+plain-torch reference nytorch_ext.ops.philox, on both backends.
 
 Tolerance. The Philox words are checked exactly (known-answer vectors, and the
 words recovered from the kernel's float64 normals). The normals themselves go
@@ -23,7 +23,8 @@ import textwrap
 import pytest
 import torch
 
-from nytorch_ext import _philox, ops
+from nytorch_ext import ops
+from nytorch_ext.ops import philox as _philox
 from reference import (
     DTYPES, assert_bitwise_equal, assert_matches, assert_unchanged, dtype_id,
     make, make_list, place, ref_blend, snapshot, specials,
@@ -471,7 +472,8 @@ def test_other_cpu_capabilities(capability):
         pytest.skip("x86 capabilities")
     script = textwrap.dedent(f"""
         import torch
-        from nytorch_ext import ops, _philox
+        from nytorch_ext import ops
+from nytorch_ext.ops import philox as _philox
         assert ops.backend_info()["cpu_simd"] == "{capability}", ops.backend_info()
         for dtype in (torch.float32, torch.float64, torch.bfloat16):
             n = 4099
@@ -485,7 +487,7 @@ def test_other_cpu_capabilities(capability):
     """)
     env = dict(os.environ, ATEN_CPU_CAPABILITY=capability.lower())
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
-                          timeout=120, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                          timeout=120, cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
 
 

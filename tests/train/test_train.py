@@ -10,8 +10,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import nytorch_ext as nyto
-from nytorch_ext.callbacks import Callback
-from nytorch_ext.history import Evaluation, History
+from nytorch_ext.train.callbacks import Callback
+from nytorch_ext.train.history import Evaluation, History
 from nytorch_ext.swarm import Swarm
 from nytorch_ext.train import SwarmTrainer, accuracy
 

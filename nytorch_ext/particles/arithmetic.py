@@ -7,7 +7,7 @@ the number/tensor itself, after checking species).
 """
 from __future__ import annotations
 
-from .product import _blend_storage_, _finite
+from .product import _finite
 
 
 class ParticleArithmetic:
@@ -82,7 +82,7 @@ class ParticleArithmetic:
         if pair is None:  # products (and their errors: species, layouts)
             self.product().blend_(self._other_product(best), alpha)
         else:  # two whole particles: storage to storage, no products built
-            _blend_storage_(pair[0], pair[1].buffers, _finite(alpha, "alpha"))
+            pair[0].blend_(pair[1].buffers, _finite(alpha, "alpha"))
         return self
 
     def _storage_pair(self, other):

@@ -26,7 +26,8 @@ from torch import nn
 
 from .flat import DEFAULT_POOL, Layout, entries_are, flatten_into, views_in_place
 from .mtype import ROOT_MODULE_ID, ParamConfig
-from .product import ParamProduct, _data_address, _settle
+from .product import ParamProduct
+from .storage import Storage
 
 
 @dataclass
@@ -76,41 +77,6 @@ class Species:
     @property
     def data(self) -> "Species":
         return self
-
-
-@dataclass
-class Storage:
-    layout: Layout
-    buffers: list
-    params: list          # the operational Parameter objects, in layout order
-    addresses: list       # where each must point
-    config_version: int
-    dependents: "weakref.WeakSet" = field(default_factory=weakref.WeakSet)  # lazy products snapshotting it
-    recycle: bool = True  # hand the buffers to the pool when re-flattened (not rows of a swarm's)
-
-    def intact(self, params: list, config_version: int) -> bool:
-        """Every parameter is still this storage's view: same object, address, shape
-        and contiguity (``p.data = p.data.t()`` keeps the address; a contiguous view
-        of a given shape and address is the view)."""
-        if not (config_version == self.config_version
-                and (params is self.params
-                     or (len(params) == len(self.params) and all(map(operator.is_, params, self.params))))):
-            return False
-        if views_in_place(params, self.addresses, self.layout.sizes):
-            return True
-        return self._moved_by_copy_on_write(params)
-
-    def _moved_by_copy_on_write(self, params: list) -> bool:
-        """A write while a lazy product held a copy-on-write snapshot gave the
-        buffers new memory: the parameters are still views of them (same storage,
-        same offsets), only the addresses moved. Note the new ones."""
-        if not _data_address:
-            return False
-        addresses = self.layout.addresses(self.buffers)
-        if addresses == self.addresses or not views_in_place(params, addresses, self.layout.sizes):
-            return False
-        self.addresses = addresses
-        return True
 
 
 def mark_dirty(cell: list) -> None:
@@ -493,7 +459,7 @@ class ParticleKernel:
             if p is not None and value is not p and value.shape != p.shape:
                 raise ValueError(f"product_: a non-operational parameter {tuple(p.shape)} gets a value "
                                  f"of shape {tuple(value.shape)}; nothing was changed")
-        _settle(st, keep=product)  # other lazy products snapshotting this storage: values first
+        st.settle(keep=product)  # other lazy products snapshotting this storage: values first
         if same:
             product._evaluate_onto(st, consumed)
         else:
@@ -595,7 +561,7 @@ def _python_copy_module_tree(sources, param_names, param_index, child_names, chi
 
 
 def _load_copy_module_tree():
-    from ._extension import _C
+    from ..ops._extension import _C
     return _C.copy_module_tree if _C is not None else _python_copy_module_tree
 
 

@@ -23,11 +23,11 @@ from typing import Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
-from . import ops
-from .module import NytoModuleBase
-from .mtype import DIFFERENT_SPECIES, SpeciesError
-from .particle_module import ParticleModule, PMProduct
-from .product import ParamProduct, _settle, lincomb
+from .. import ops
+from ..particles.module import NytoModuleBase
+from ..particles.mtype import DIFFERENT_SPECIES, SpeciesError
+from ..particles.particle_module import ParticleModule, PMProduct
+from ..particles.product import ParamProduct, lincomb
 
 
 @dataclass(frozen=True)
@@ -226,7 +226,7 @@ def _apso(size, storages_of, losses, alpha, subset_size, noise, replace, generat
         return ApsoResult(indices, best, {})
     members = list(weights)
     for i in members:  # lazy products reading a member keep the values they were built from
-        _settle(storages[i])
+        storages[i].settle()
     source = storages[best].buffers
     alphas = [weights[i] for i in members]
     seed = _noise_seed(generator) if noise > 0 else None
@@ -416,7 +416,7 @@ class Swarm(Sequence):
         bufs_prev = self._history(prev, "prev")
         bufs_prev2 = self._history(prev2, "prev2")
         for st in storages.values():
-            _settle(st)
+            st.settle()
         for b, p, p2 in zip(self._base, bufs_prev, bufs_prev2):  # buffers never require grad
             ops.lincomb_([1.0, beta, -beta], [b, p, p2])
         self._bump(storages.values())

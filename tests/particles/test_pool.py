@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 import nytorch_ext as nyto
-from nytorch_ext import flat
-from nytorch_ext.flat import BufferPool
+from nytorch_ext.particles import flat
+from nytorch_ext.particles.flat import BufferPool
 
 CPU = torch.device("cpu")
 F32 = torch.float32

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
-from . import ops
+from .. import ops
 from .flat import DEFAULT_POOL, Layout
 from .mtype import DIFFERENT_SPECIES, SpeciesError
 
@@ -425,7 +425,7 @@ class ParamProduct:
                              "or devices); use blend(), which handles that")
         theirs = best.buffers()
         mine = self.buffers()
-        _blend_storage_(self._owners[0], theirs, alpha, keep=self, buffers=mine)
+        self._owners[0].blend_(theirs, alpha, keep=self, buffers=mine)
         return self
 
     def axpby(self, a: float, other: "ParamProduct", b: float) -> "ParamProduct":
@@ -522,26 +522,6 @@ def _same_memory(a: Sequence[Tensor], b: Sequence[Tensor]) -> bool:
     if _data_address is None:
         return False
     return all(x.dtype == y.dtype and _data_address(x) == _data_address(y) for x, y in zip(a, b))
-
-
-def _blend_storage_(storage, sources, alpha: float, keep=None, buffers=None) -> None:
-    """``buffers`` (``storage``'s own by default) <- blend(buffers, sources, alpha),
-    one pass per group, after settling the lazy products that read ``storage``."""
-    _settle(storage, keep=keep)
-    with torch.no_grad():
-        for x, y in zip(storage.buffers if buffers is None else buffers, sources):
-            ops.blend_(x, y, alpha)
-
-
-def _settle(storage, keep=None) -> None:
-    """Before writing a particle's storage in place: evaluate the lazy products that
-    read it (all but ``keep``), so they keep the values they were built from."""
-    if storage is None or not storage.dependents:
-        return
-    for product in list(storage.dependents):
-        if product is not keep and not product.is_materialized:
-            product.buffers()
-    storage.dependents.clear()
 
 
 def _finite(value, name: str) -> float:

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from nytorch_ext.flat import ALIGN_BYTES, BufferPool, Layout, flatten_into
+from nytorch_ext.particles.flat import ALIGN_BYTES, BufferPool, Layout, flatten_into
 
 
 def _params():
@@ -110,7 +110,7 @@ def test_replacing_live_particles_one_by_one_reuses_their_buffers(monkeypatch):
     import random
     from torch import nn
     import nytorch_ext as nyto
-    from nytorch_ext import flat
+    from nytorch_ext.particles import flat
 
     class Net(nyto.NytoModule):
         def __init__(self):
@@ -138,8 +138,8 @@ def test_replacing_live_particles_one_by_one_reuses_their_buffers(monkeypatch):
 # ------------------------------------------------- placement checks (C and Python)
 
 def _placement_impls():
-    from nytorch_ext import flat
-    from nytorch_ext._extension import _C
+    from nytorch_ext.particles import flat
+    from nytorch_ext.ops._extension import _C
     impls = [pytest.param((flat._python_views_in_place, flat._python_entries_are), id="python")]
     compiled = pytest.mark.skipif(_C is None, reason="the compiled extension is not loaded")
     impls.append(pytest.param((getattr(_C, "views_in_place", None), getattr(_C, "entries_are", None)),
@@ -192,7 +192,7 @@ def test_entries_are_checks_identity_and_missing_names(impls):
 
 
 def test_compiled_placement_checks_reject_bad_arguments():
-    from nytorch_ext._extension import _C
+    from nytorch_ext.ops._extension import _C
     if _C is None:
         pytest.skip("the compiled extension is not loaded")
     layout, buffers, params = _placed_views()
@@ -215,8 +215,8 @@ def test_compiled_placement_checks_reject_bad_arguments():
 
 
 def _parameter_impls():
-    from nytorch_ext import flat
-    from nytorch_ext._extension import _C
+    from nytorch_ext.particles import flat
+    from nytorch_ext.ops._extension import _C
     compiled = pytest.mark.skipif(_C is None, reason="the compiled extension is not loaded")
     return [pytest.param(None, id="python"), pytest.param(getattr(_C, "parameter_views", None), id="compiled",
                                                          marks=compiled)]
@@ -224,7 +224,7 @@ def _parameter_impls():
 
 @pytest.mark.parametrize("impl", _parameter_impls())
 def test_layout_parameters_are_leaf_views_sharing_the_buffer_version(impl, monkeypatch):
-    from nytorch_ext import flat
+    from nytorch_ext.particles import flat
     monkeypatch.setattr(flat, "_parameter_views", impl)
     params = _params()  # three groups, an empty slot, a half group
     layout = Layout.of(params)
@@ -254,7 +254,7 @@ def test_layout_parameters_are_leaf_views_sharing_the_buffer_version(impl, monke
 
 
 def test_compiled_parameter_views_reject_bad_arguments():
-    from nytorch_ext._extension import _C
+    from nytorch_ext.ops._extension import _C
     if _C is None:
         pytest.skip("the compiled extension is not loaded")
     flat = torch.zeros(8)

@@ -15,7 +15,7 @@ from torch import nn
 import nytorch_ext as nyto
 from nytorch_ext import GetNytoModule, ParticleModule, PMProduct, SpeciesError
 from nytorch_ext.mtype import ROOT_MODULE_ID
-from particles import Inner, Lin, MyModel, Net, Outer, assert_values, gc_disabled, species, values
+from particle_models import Inner, Lin, MyModel, Net, Outer, assert_values, gc_disabled, species, values
 
 
 def _pm(model=Lin):

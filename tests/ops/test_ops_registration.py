@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import nytorch_ext
-from nytorch_ext import _fallback, ops
+from nytorch_ext import ops
+from nytorch_ext.ops import fallback as _fallback
 from reference import (
     BACKENDS, DTYPES, FALLBACK_IMPLS, OPS, assert_bitwise_equal, assert_matches, assert_unchanged,
     dtype_id, make, make_list, ref_axpby, ref_blend, snapshot, use_backend,
@@ -273,7 +274,7 @@ def test_fallback_backend_fixture_swaps_every_implementation(monkeypatch):
 
 
 def test_a_stale_build_is_detected_by_its_missing_ops():
-    from nytorch_ext import _extension
+    from nytorch_ext.ops import _extension
     if ops.is_compiled():
         assert _extension.missing_ops() == []  # this build defines every op Python expects
     assert _extension.missing_ops(("blend", "no_such_op"), ()) == ["no_such_op"]

@@ -14,7 +14,7 @@ from torch import nn
 
 import nytorch_ext as nyto
 from nytorch_ext import SpeciesError
-from particles import Inner, Lin, MyModel, Net, Outer, as_lists, assert_values, species, values
+from particle_models import Inner, Lin, MyModel, Net, Outer, as_lists, assert_values, species, values
 
 
 # --------------------------------------------------------------------- arithmetic

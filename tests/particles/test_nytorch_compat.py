@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import nytorch_ext as nyto
-from particles import model_classes
+from particle_models import model_classes
 
 nytorch = pytest.importorskip("nytorch")
 from nytorch.particle_module import GetNytoModule as RefGetNytoModule  # noqa: E402

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from nytorch_ext.callbacks import Callback, Checkpoint, EarlyStopping, ProgressBar, tqdm_available
-from nytorch_ext.history import History
+from nytorch_ext.train.callbacks import Callback, Checkpoint, EarlyStopping, ProgressBar, tqdm_available
+from nytorch_ext.train.history import History
 from nytorch_ext.train import CHECKPOINT_FORMAT, SwarmTrainer, accuracy
 from test_train import ExplodingLoader, flat, make_swarm, one_thread, sgd, toy_data, toy_loader  # noqa: F401
 
@@ -89,7 +89,7 @@ def test_early_stopping_restore_best_loads_the_best_epochs_swarm():
 
 def scripted_val_losses(per_epoch):
     """Per epoch, every member's val_loss (and so the epoch's best member) from a list."""
-    from nytorch_ext.history import best_of
+    from nytorch_ext.train.history import best_of
 
     class Script(Callback):
         order = -10

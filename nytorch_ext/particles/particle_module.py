@@ -1,0 +1,204 @@
+"""ParticleModule, PMProduct and GetNytoModule (nytorch.particle_module API).
+
+A NytoModule and its kernel reference each other, so a plain NytoModule is freed
+only by Python's cycle collector. ParticleModule wraps the root NytoModule and
+clears the modules' kernel references: particles in a loop such as
+``net = 0.5 * net + 10`` are then freed as soon as they are unreferenced.
+"""
+from __future__ import annotations
+
+import sys
+
+from torch import nn
+
+from .arithmetic import ParticleArithmetic
+from .module import NytoModule, NytoModuleBase
+from .mtype import DIFFERENT_SPECIES, ROOT_MODULE_ID, SpeciesError
+from .product import ParamProduct, is_temporary
+
+
+class PMProduct:
+    """A ParamProduct whose ``module()`` is a ParticleModule."""
+
+    __slots__ = ("product",)
+
+    def __init__(self, kernel, module_id: int = ROOT_MODULE_ID, params=None):
+        self.product = ParamProduct(kernel, module_id, params)
+
+    @classmethod
+    def from_ParamProduct(cls, product: ParamProduct) -> "PMProduct":
+        new = object.__new__(cls)
+        new.product = product
+        return new
+
+    @property
+    def kernel(self):
+        return self.product.kernel
+
+    @property
+    def module_id(self) -> int:
+        return self.product.module_id
+
+    @property
+    def params(self):
+        return self.product.params
+
+    def particle(self) -> "ParticleModule":
+        kernel = self.product.kernel.build_kernel(self.product)
+        return ParticleModule._wrap(kernel.modules[ROOT_MODULE_ID], kernel)
+
+    def module(self) -> "ParticleModule":
+        return self.particle()
+
+    def _unwrap(self, other):
+        if isinstance(other, PMProduct):
+            return other.product
+        if isinstance(other, (nn.Module, NytoModuleBase)):
+            raise SpeciesError("a product cannot be combined with a module; use module.product()")
+        return other
+
+    def _apply(self, op: str, *other):
+        """``op`` on the inner product; ``other`` absent for unary ops (None is an
+        operand like any other, and gets Python's "unsupported operand" TypeError)."""
+        inner = getattr(self.product, op)(*map(self._unwrap, other))
+        return NotImplemented if inner is NotImplemented else type(self).from_ParamProduct(inner)
+
+    def __add__(self, o): return self._apply("__add__", o)
+    def __radd__(self, o): return self._apply("__radd__", o)
+    def __sub__(self, o): return self._apply("__sub__", o)
+    def __rsub__(self, o): return self._apply("__rsub__", o)
+    def __mul__(self, o): return self._apply("__mul__", o)
+    def __rmul__(self, o): return self._apply("__rmul__", o)
+    def __truediv__(self, o): return self._apply("__truediv__", o)
+    def __rtruediv__(self, o): return self._apply("__rtruediv__", o)
+    def __pow__(self, o): return self._apply("__pow__", o)
+    def __rpow__(self, o): return self._apply("__rpow__", o)
+    def __neg__(self): return self._apply("__neg__")
+    def __pos__(self): return self._apply("__pos__")
+
+    def clone(self): return self._apply("clone")
+    def randn(self): return self._apply("randn")
+    def rand(self): return self._apply("rand")
+
+    def unary_operator(self, fn):
+        return type(self).from_ParamProduct(self.product.unary_operator(fn))
+
+    def binary_operator(self, other, fn):
+        if not isinstance(other, PMProduct):
+            raise SpeciesError("binary_operator takes a PMProduct")
+        return type(self).from_ParamProduct(self.product.binary_operator(other.product, fn))
+
+    def blend(self, best: "PMProduct", alpha: float) -> "PMProduct":
+        return type(self).from_ParamProduct(self.product.blend(self._unwrap(best), alpha))
+
+    def blend_(self, best: "PMProduct", alpha: float) -> "PMProduct":
+        self.product.blend_(self._unwrap(best), alpha)
+        return self
+
+    def axpby(self, a: float, other: "PMProduct", b: float) -> "PMProduct":
+        return type(self).from_ParamProduct(self.product.axpby(a, self._unwrap(other), b))
+
+    def __repr__(self) -> str:
+        return f"PMProduct({self.product!r})"
+
+
+class ParticleModule(ParticleArithmetic, nn.Module):
+    """Wraps a root NytoModule so that particles are freed without the cycle collector."""
+
+    def __init__(self, root_module: NytoModule) -> None:
+        if not isinstance(root_module, NytoModule):
+            raise TypeError(f"ParticleModule wraps a NytoModule, got {type(root_module).__name__}")
+        kernel = root_module.__dict__.get("_particle_kernel")
+        if root_module._module_id != ROOT_MODULE_ID or kernel is None:
+            raise ValueError("ParticleModule wraps the root module of a particle that is not "
+                             "already wrapped (its kernel reference is cleared)")
+        kernel.touch()  # know every NytoModule child before clearing their references
+        self._init(root_module, kernel)
+
+    def _init(self, root_module, kernel) -> None:
+        super().__init__()
+        self.particle_kernel = kernel
+        self.root_module = root_module
+        self.clear_kernel_ref()
+
+    @classmethod
+    def _wrap(cls, root_module, kernel) -> "ParticleModule":
+        """Wrap a root whose kernel reference may already be cleared."""
+        new = cls.__new__(cls)
+        ParticleModule._init(new, root_module, kernel)
+        return new
+
+    def forward(self, *args, **kwargs):
+        return self.root_module(*args, **kwargs)
+
+    def _nyto_modules(self):
+        # The kernel knows the particle's modules; walking root_module.modules()
+        # costs a generator step per module.
+        return [m for m in self.particle_kernel.modules.values() if isinstance(m, NytoModuleBase)]
+
+    def clear_kernel_ref(self) -> None:
+        for m in self._nyto_modules():
+            m.__dict__["_particle_kernel"] = None
+
+    def restore_kernel_ref(self) -> None:
+        for m in self._nyto_modules():
+            m.__dict__["_particle_kernel"] = self.particle_kernel
+
+    # ------------------------------------------------------------ particle API
+
+    def touch(self) -> "ParticleModule":
+        self.particle_kernel.touch()
+        return self
+
+    def product(self) -> PMProduct:
+        return PMProduct.from_ParamProduct(self.particle_kernel.product(ROOT_MODULE_ID))
+
+    def product_(self, product) -> "ParticleModule":
+        refs = sys.getrefcount(product)  # first: a temporary argument may be consumed
+        inner = product.product if isinstance(product, PMProduct) else product
+        inner_refs = sys.getrefcount(inner) if inner is not product else None
+        return self._assign(inner, is_temporary(refs, inner_refs), product)
+
+    def _assign(self, inner, consumed: bool, given=None) -> "ParticleModule":
+        if not isinstance(inner, ParamProduct):
+            given = inner if given is None else given
+            hint = "; for a module use module.product()" if isinstance(given, nn.Module) else ""
+            raise SpeciesError(f"product_ takes a PMProduct, not {type(given).__name__}{hint}")
+        if inner.kernel.species is not self.particle_kernel.species:
+            raise SpeciesError("product_: the product belongs to another species")
+        self.particle_kernel.assign(inner, consumed)
+        return self
+
+    def _whole_kernel(self):
+        return self.particle_kernel
+
+    def _other_product(self, other):
+        if isinstance(other, ParticleModule):
+            if other.particle_kernel.species is not self.particle_kernel.species:
+                raise SpeciesError(DIFFERENT_SPECIES.format(what="particles"))
+            return other.product()
+        if isinstance(other, (PMProduct, ParamProduct)):
+            raise SpeciesError("a module cannot be combined with a product; use module.product()")
+        if isinstance(other, nn.Module):
+            raise SpeciesError(f"a ParticleModule cannot be combined with {type(other).__name__}")
+        return other
+
+
+class GetNytoModule:
+    """``with GetNytoModule(pm) as root:`` the root module with its kernel reference
+    restored (for set_param_config, structural edits, ...); cleared again on exit."""
+
+    def __init__(self, particle_module: ParticleModule) -> None:
+        if not isinstance(particle_module, ParticleModule):
+            raise TypeError("GetNytoModule takes a ParticleModule")
+        self.particle_module = particle_module
+
+    def __enter__(self) -> NytoModule:
+        self.particle_module.restore_kernel_ref()
+        return self.particle_module.root_module
+
+    def __exit__(self, exc_type, exc_value, traceback) -> None:
+        try:
+            self.particle_module.particle_kernel.touch()  # adopt children added inside
+        finally:
+            self.particle_module.clear_kernel_ref()
