@@ -16,10 +16,8 @@ import os
 import platform
 import shutil
 
-from setuptools import find_packages, setup
+from setuptools import setup
 from torch.utils import cpp_extension
-
-ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
 def find_cuda_home() -> str | None:
@@ -133,19 +131,9 @@ def extension():
     )
 
 
+# Metadata, dependencies and the package list live in pyproject.toml; this call adds
+# only what a declarative file cannot: the compiled extension and its build command.
 setup(
-    name="nytorch_ext",
-    version="0.1.0",
-    description="Whole PyTorch models as vectors: nytorch's particle API on fused kernels",
-    long_description=open(os.path.join(ROOT, "README.md")).read() if os.path.exists(os.path.join(ROOT, "README.md")) else "",
-    long_description_content_type="text/markdown",
-    packages=find_packages(include=["nytorch_ext", "nytorch_ext.*"]),
     ext_modules=[extension()],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
-    python_requires=">=3.10",
-    install_requires=["torch>=2.4", "tqdm>=4.60"],  # torch: never resolved here, install it first
-    extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "numpy", "scikit-learn", "nytorch==1.1.0"],
-        "bench": ["matplotlib"],
-    },
 )
