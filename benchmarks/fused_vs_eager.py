@@ -10,7 +10,7 @@ move), the fraction of a measured same-size copy's bandwidth, and speedups again
 the eager per-parameter loop, torch._foreach_*, the flat-buffer floor and nytorch.
 
     python benchmarks/fused_vs_eager.py                  # full run (a few minutes)
-    python benchmarks/fused_vs_eager.py --quick          # < 60 s on 2 cores
+    python benchmarks/fused_vs_eager.py --quick          # the short version (the README's main job)
     python benchmarks/fused_vs_eager.py --json out.json --plot out.png
     python benchmarks/fused_vs_eager.py --device all --dtype bfloat16 --compile
     python benchmarks/fused_vs_eager.py --workloads apso --shapes mlp200x64
@@ -627,7 +627,7 @@ def particle_case(workload: str, shape: str, device: str, dtype, args) -> Case:
             return store("ny", product.module), got("ny"), None
         _ny_impl(case, parts, "product.module()", ny)
         product = 0.5 * parts.ext(0).product() + 0.5 * parts.ext(1).product()
-        product.params  # evaluate the lazy expression now, outside the timing
+        _ = product.params  # evaluate the lazy expression now, outside the timing
         case.add(Impl("nytorch_ext: product.module()", "ext-particle", store("x", product.module), got("x")))
         plain = make_model(nn.Module, shape).to(device=device, dtype=dtype)
         vec = (0.5 * f0.double() + 0.5 * f1.double()).to(dtype)

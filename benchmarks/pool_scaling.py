@@ -2,21 +2,20 @@
 particles, bytes the pool holds after particles are freed, and the large-particle op
 timing that recycling exists for.
 
-    python benchmarks/pool_scaling.py              # all (about a minute on 2 cores)
+    python benchmarks/pool_scaling.py              # every section (results: docs/benchmarks.md)
     python benchmarks/pool_scaling.py --live 0 20000 --ops 200
 """
 from __future__ import annotations
 
 import argparse
 import gc
-import statistics
 import time
 
 import torch
 from torch import nn
 
 import nytorch_ext as nyto
-from nytorch_ext import flat
+from nytorch_ext.particles import flat
 
 
 class Small(nyto.NytoModule):
