@@ -146,7 +146,7 @@ def test_apso_step_leaves_buffers_and_frozen_parameters_alone():
 
 
 def test_apso_noise_is_the_counter_based_normal_of_each_member(backend):
-    from nytorch_ext.swarm.swarm import _noise_seed
+    from nytorch_ext.swarm.apso import noise_seed as _noise_seed
 
     def run():
         pool = Swarm(make_pool(6, extra_double=True))

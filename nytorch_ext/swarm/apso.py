@@ -1,0 +1,124 @@
+"""APSO as one fused, in-place library operation.
+
+The seed chapter's APSO step rebuilds a model (and its optimizer) for every member
+it moves: ``pool[i] = from_product(alpha*best.product() + (1-alpha)*pool[i].product())``.
+Here the same update is done in place, with one ``ops.multi_blend_`` call per
+(dtype, device) group for the whole subset: members keep their Parameter objects,
+so optimizers and their state keep working.
+
+A step is three parts, each a function here: the draw (:func:`choose_subset`), the
+plan (:func:`blend_plan`: the subset's best and each other member's weight) and the
+blend of the planned members' storages (:func:`blend_toward_best`). A distributed
+swarm draws and plans identically on every rank and blends only its own members.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .. import ops
+from ..ops.validation import probability
+from ..particles.storage import Storage
+from .arguments import flag, member_losses, noise_scale, subset_generator, subset_size as check_subset_size
+from .members import MemberPool, ParticlePool
+
+
+@dataclass(frozen=True)
+class ApsoResult:
+    """What one APSO step did.
+
+    ``indices``: the chosen subset, in draw order (repeats possible when drawn with
+    replacement); ``best``: the member the others were blended toward (unchanged);
+    ``blended``: each distinct other member of the subset with its effective weight
+    (a member drawn m times is blended m times, as in the seed: 1 - (1-alpha)^m)."""
+    indices: list
+    best: int
+    blended: dict = field(default_factory=dict)
+
+
+def choose_subset(size: int, subset_size: int, *, replace: bool = True, generator=None) -> list:
+    """``subset_size`` member indices of a pool of ``size``: with replacement (the
+    seed's ``random.choices``) or without; drawn from ``generator`` (torch's
+    default generator when None, so ``torch.manual_seed`` reproduces them)."""
+    if replace:
+        return torch.randint(size, (subset_size,), generator=generator).tolist()
+    return torch.randperm(size, generator=generator)[:subset_size].tolist()
+
+
+def blend_plan(indices: list, losses: list, alpha: float) -> tuple[int, dict]:
+    """The subset's best (lowest loss; the first drawn among ties, as the seed's
+    stable sort) and each other distinct member's effective weight."""
+    best = min(indices, key=lambda i: losses[i])
+    counts: dict = {}
+    for i in indices:
+        if i != best:
+            counts[i] = counts.get(i, 0) + 1
+    return best, {i: 1.0 - (1.0 - alpha) ** m for i, m in counts.items()}
+
+
+def noise_seed(generator) -> int:
+    """A 64-bit seed for the counter-based noise, drawn from ``generator`` (after the subset)."""
+    lo, hi = torch.randint(0, 2 ** 32, (2,), generator=generator, dtype=torch.int64).tolist()
+    return (hi << 32) | lo
+
+
+def noise_stream(member: int, group: int, groups: int) -> int:
+    """The noise stream of one member's group: each member draws its own noise."""
+    return member * groups + group
+
+
+def blend_toward_best(storages: dict[int, Storage], best: int, weights: dict, noise: float = 0.0,
+                      seed: int | None = None) -> None:
+    """``W_i <- (1 - w_i) * W_i + w_i * W_best (+ noise * Z_i)`` for every member ``i`` of
+    ``weights``, one ``multi_blend_`` (or ``multi_blend_noise_`` with ``seed``) call per
+    (dtype, device) group; the lazy products reading a moved member keep their values."""
+    members = list(weights)
+    for i in members:
+        storages[i].settle()
+    source = storages[best].buffers
+    alphas = [weights[i] for i in members]
+    # Flat buffers never require grad (the Parameters viewing them do): no no_grad needed.
+    for g in range(len(source)):
+        targets = [storages[i].buffers[g] for i in members]
+        if seed is None:
+            ops.multi_blend_(targets, source[g], alphas)
+        else:
+            ops.multi_blend_noise_(targets, source[g], alphas, noise, seed=seed,
+                                   streams=[noise_stream(i, g, len(source)) for i in members])
+
+
+def apso_step(pool, losses, alpha: float, subset_size: int | None = None, *, noise: float = 0.0,
+              replace: bool = True, generator: torch.Generator | None = None) -> ApsoResult:
+    """One APSO step, in place: draw ``subset_size`` members of ``pool`` (with
+    replacement, as the seed does, unless ``replace=False``), find the subset's best
+    by ``losses``, and move every other member of the subset toward it:
+
+        W_i <- (1 - alpha) * W_i + alpha * W_best  (+ noise * Z_i,  Z_i ~ N(0, 1))
+
+    ``pool`` is a :class:`Swarm` or a sequence of ParticleModules / root NytoModules
+    of one species. One fused ``multi_blend_`` call per (dtype, device) group moves
+    the whole subset; with ``noise > 0`` the standard-normal term is generated inside
+    that pass from a counter-based generator seeded from ``generator`` (never a
+    particle-sized buffer). Parameter objects, and so optimizer state, survive; the
+    best member, non-operational parameters and buffers are not changed.
+
+    Every argument is checked before anything is written."""
+    if not isinstance(pool, MemberPool):
+        pool = ParticlePool(pool)
+    size = len(pool)
+    losses = member_losses(losses, size)
+    alpha = probability(alpha, "alpha")
+    subset_size = check_subset_size(subset_size, size)
+    noise = noise_scale(noise)
+    generator = subset_generator(generator)
+    flag(replace, "replace")
+    # Every member's layout is checked before anything is drawn, so a bad member is
+    # reported whether or not the draw would have picked it.
+    storages = pool.storages()
+
+    indices = choose_subset(size, subset_size, replace=replace, generator=generator)
+    best, weights = blend_plan(indices, losses, alpha)
+    if weights:
+        blend_toward_best(storages, best, weights, noise, noise_seed(generator) if noise > 0 else None)
+    return ApsoResult(indices, best, weights)
