@@ -1,8 +1,17 @@
-"""Training: SwarmTrainer (gradient descent plus APSO), callbacks, history, devices."""
+"""Training: SwarmTrainer (gradient descent plus APSO), callbacks, history, devices.
+
+Modules: ``trainer`` (the loop and the trainer's state), ``options`` (fit's arguments),
+``batches``, ``step`` (the gradient step of every member), ``inference`` (evaluate and
+predict), ``metrics``, ``checkpoints`` and ``rng`` (saving and resuming a run),
+``callbacks``, ``history`` and ``device``.
+"""
 from .callbacks import Callback, Checkpoint, EarlyStopping, ProgressBar, tqdm_available
+from .checkpoints import CHECKPOINT_FORMAT
 from .device import cuda_free_memory, resolve_device
 from .history import Evaluation, History
-from .trainer import CHECKPOINT_FORMAT, SwarmTrainer, accuracy, rng_state, set_rng_state
+from .metrics import accuracy
+from .rng import rng_state, set_rng_state
+from .trainer import SwarmTrainer
 
 __all__ = ["SwarmTrainer", "accuracy", "rng_state", "set_rng_state", "CHECKPOINT_FORMAT",
            "Callback", "ProgressBar", "EarlyStopping", "Checkpoint", "tqdm_available",

@@ -36,13 +36,14 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 import os
 import string
 import sys
 import time
 
 import torch
+
+from ..ops.validation import number, positive_int
 
 __all__ = ["Callback", "ProgressBar", "EarlyStopping", "Checkpoint", "tqdm_available"]
 
@@ -155,8 +156,7 @@ class EarlyStopping(Callback):
                  min_delta: float = 0.0, of: str = "best", restore_best: bool = False) -> None:
         if not isinstance(monitor, str) or not monitor:
             raise TypeError(f"monitor must be a log key such as 'val_loss', got {monitor!r}")
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"patience must be an int >= 0, got {patience!r}")
+        patience = positive_int(patience, "patience", minimum=0, type_error=ValueError)
         if mode == "auto":
             if monitor.endswith("loss"):
                 mode = "min"
@@ -167,15 +167,13 @@ class EarlyStopping(Callback):
                                  f"pass mode='min' or mode='max'")
         if mode not in _MODES:
             raise ValueError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
-        if not isinstance(min_delta, numbers.Real) or isinstance(min_delta, bool) \
-                or not math.isfinite(min_delta) or min_delta < 0:
-            raise ValueError(f"min_delta must be a finite number >= 0, got {min_delta!r}")
+        min_delta = number(min_delta, "min_delta", minimum=0.0, type_error=ValueError)
         if not isinstance(of, str) or of not in ("best", "min", "max", "mean"):
             raise ValueError(f"of must be 'best', 'min', 'max' or 'mean', got {of!r}")
         if not isinstance(restore_best, bool):
             raise TypeError(f"restore_best must be a bool, got {type(restore_best).__name__}")
         self.monitor, self.patience, self.mode = monitor, patience, mode
-        self.min_delta, self.of, self.restore_best = float(min_delta), of, bool(restore_best)
+        self.min_delta, self.of, self.restore_best = min_delta, of, bool(restore_best)
         self._reset()
 
     def _reset(self) -> None:
@@ -244,8 +242,7 @@ class EarlyStopping(Callback):
         for key in ("best_epoch", "stopped_epoch"):
             if state[key] is not None and (isinstance(state[key], bool) or not isinstance(state[key], int)):
                 raise TypeError(f"EarlyStopping state[{key!r}] must be an int or None, got {state[key]!r}")
-        if isinstance(state["wait"], bool) or not isinstance(state["wait"], int) or state["wait"] < 0:
-            raise ValueError(f"EarlyStopping state['wait'] must be an int >= 0, got {state['wait']!r}")
+        positive_int(state["wait"], "EarlyStopping state['wait']", minimum=0, type_error=ValueError)
         if state["best_state"] is not None and trainer is not None:
             try:
                 trainer.swarm.check_state_dict(state["best_state"])
@@ -289,8 +286,7 @@ class Checkpoint(Callback):
     order = 100
 
     def __init__(self, path, every: int = 1) -> None:
-        if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
-            raise ValueError(f"every must be an int >= 1, got {every!r}")
+        every = positive_int(every, "every", type_error=ValueError)
         try:
             self.path = os.fsdecode(os.fspath(path))
         except TypeError:
@@ -310,7 +306,7 @@ class Checkpoint(Callback):
             self.path.format(epoch=1)
         except (ValueError, TypeError, KeyError, IndexError) as e:
             raise ValueError(f"path {self.path!r}: cannot fill in {{epoch}} ({e})") from None
-        self.every = int(every)
+        self.every = every
         self.saved: list[str] = []
 
     def path_for(self, epochs_done: int) -> str:

@@ -208,7 +208,7 @@ def test_checkpoint_resume_is_bit_for_bit(tmp_path, loader_kind):
     assert comparable(h_resumed) == comparable(h_straight)
     assert len(h_resumed.evolutions) == 5  # 15 batches, every 3
     for oa, ob in zip(straight.optimizers, resumed.optimizers):
-        for (pa, sa), (pb, sb) in zip(oa.state.items(), ob.state.items()):
+        for (_, sa), (_, sb) in zip(oa.state.items(), ob.state.items()):
             assert torch.equal(sa["momentum_buffer"], sb["momentum_buffer"])
     assert torch.equal(straight.generator.get_state(), resumed.generator.get_state())
     assert es_resumed.best_value == es_straight.best_value and es_resumed.best_epoch == es_straight.best_epoch

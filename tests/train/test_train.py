@@ -153,7 +153,7 @@ def test_history_records_batches_epochs_and_the_best_particle():
     d = history.to_dict()
     assert History.from_dict(d).to_dict() == d
     with pytest.raises(AttributeError, match="val_f1"):
-        history.val_f1
+        _ = history.val_f1
     assert "3 APSO step" in repr(history)
 
 

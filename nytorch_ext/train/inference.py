@@ -1,0 +1,111 @@
+"""Evaluation and prediction: every member's outputs without gradients, in eval mode.
+
+:func:`measure` gives each member's sample-averaged loss and metrics (and the
+ensemble's: the mean of the members' softmax probabilities); :func:`predict_outputs`
+concatenates the chosen members' outputs. Both run under :func:`inference`, which
+restores the members' modes and torch's global RNG, so evaluating during training does
+not change the training run.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .batches import batch_inputs, call_model, sample_count, split_batch, to_device
+from .history import Evaluation, best_of
+from .metrics import as_float
+
+PREDICTION_USES = ("best", "ensemble", "all")
+
+
+@contextlib.contextmanager
+def inference(members: list):
+    """Eval mode and no gradients for ``members``; afterwards their train/eval modes and
+    torch's global CPU RNG are as before (iterating a DataLoader draws a seed from it,
+    so without this, evaluating during training would change the next epoch's shuffle)."""
+    modes = [m.training for m in members]
+    rng = torch.get_rng_state()
+    try:
+        for m in members:
+            m.eval()
+        with torch.no_grad():
+            yield
+    finally:
+        for m, mode in zip(members, modes):
+            m.train(mode)
+        torch.set_rng_state(rng)
+
+
+def log_mean_softmax(outs: list) -> Tensor:
+    """log(mean_k softmax(outs[k], dim=1)): the ensemble's log-probabilities."""
+    stacked = torch.stack([F.log_softmax(o.float(), dim=1) for o in outs])
+    return torch.logsumexp(stacked, dim=0) - math.log(len(outs))
+
+
+def measure(members: list, data, metrics: dict, loss_fn, ensemble: bool, device,
+            name: str = "loader") -> Evaluation:
+    """Every member's (and with ``ensemble`` the ensemble's) sample-averaged loss and
+    ``metrics`` on ``data``, under :func:`inference`."""
+    k = len(members)
+    loss_sum = [0.0] * k
+    metric_sum = {name: [0.0] * k for name in metrics}
+    ens_sum = {name: 0.0 for name in ["loss", *metrics]}
+    samples = 0
+    with inference(members):
+        for batch in data:
+            x, y = split_batch(batch)
+            x, y = to_device(x, device), to_device(y, device)
+            n = sample_count(x, y)
+            outs = [call_model(m, x) for m in members]
+            values = [loss_fn(out, y) for out in outs]
+            for i, v in enumerate(torch.stack([v.detach().float() for v in values]).tolist()):
+                loss_sum[i] += v * n
+            for metric, fn in metrics.items():
+                for i, out in enumerate(outs):
+                    metric_sum[metric][i] += as_float(fn(out, y)) * n
+            if ensemble:
+                log_mean = log_mean_softmax(outs)
+                ens_sum["loss"] += as_float(loss_fn(log_mean, y)) * n
+                for metric, fn in metrics.items():
+                    ens_sum[metric] += as_float(fn(log_mean, y)) * n
+            samples += n
+    if samples == 0:
+        raise ValueError(f"{name} yielded no batches")
+    losses = [s / samples for s in loss_sum]
+    return Evaluation(loss=losses, metrics={metric: [s / samples for s in sums] for metric, sums in metric_sum.items()},
+                      best=best_of(losses), samples=samples,
+                      ensemble={metric: s / samples for metric, s in ens_sum.items()} if ensemble else None)
+
+
+def check_use(use, size: int):
+    """predict's ``use``: "best", "ensemble", "all" or a member index of a swarm of ``size``."""
+    if isinstance(use, bool) or not (use in PREDICTION_USES or isinstance(use, numbers.Integral)):
+        raise ValueError(f"use must be 'best', 'ensemble', 'all' or a member index, got {use!r}")
+    if isinstance(use, numbers.Integral) and not -size <= use < size:
+        raise ValueError(f"use={use} is not a member index of a swarm of {size}")
+    return use
+
+
+def predict_outputs(chosen: list, data, use, device) -> Tensor:
+    """The outputs of the ``chosen`` members on ``data``'s inputs, on the CPU: the mean
+    softmax for ``use="ensemble"``, stacked ``[K, N, ...]`` for ``"all"``, else the one
+    member's."""
+    pieces = []
+    with inference(chosen):
+        for batch in data:
+            x = to_device(batch_inputs(batch), device)
+            outs = [call_model(m, x) for m in chosen]
+            if use == "ensemble":
+                pieces.append(log_mean_softmax(outs).exp().cpu())
+            elif use == "all":
+                pieces.append(torch.stack(outs).cpu())
+            else:
+                pieces.append(outs[0].cpu())
+    if not pieces:
+        raise ValueError("loader yielded no batches")
+    return torch.cat(pieces, dim=1 if use == "all" else 0)
