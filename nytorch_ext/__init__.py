@@ -30,5 +30,6 @@ __all__ = [
     "swarm", "Swarm", "ApsoResult", "apso_step", "momentum_step", "momentum_step_",
     "train", "SwarmTrainer", "accuracy", "History", "Evaluation",
     "Callback", "ProgressBar", "EarlyStopping", "Checkpoint", "resolve_device",
+    "module", "mtype", "particle_module",
 ]
 __version__ = "0.1.0"

@@ -181,3 +181,12 @@ def gc_disabled():
     finally:
         if was:
             gc.enable()
+
+
+def mixed_params() -> list:
+    """(pid, tensor) pairs over three dtypes, with an empty tensor and ids out of
+    order: every case a flat layout handles."""
+    g = torch.Generator().manual_seed(0)
+    return [(0, torch.randn(3, 3, generator=g)), (1, torch.randn(5, generator=g)),
+            (2, torch.randn(2, generator=g).double()), (3, torch.randn(1, generator=g)),
+            (7, torch.randn(0, generator=g)), (4, torch.randn(2, 2, generator=g).half())]

@@ -7,7 +7,7 @@ the number/tensor itself, after checking species).
 """
 from __future__ import annotations
 
-from .product import _finite
+from ..ops.validation import number
 
 
 class ParticleArithmetic:
@@ -82,7 +82,7 @@ class ParticleArithmetic:
         if pair is None:  # products (and their errors: species, layouts)
             self.product().blend_(self._other_product(best), alpha)
         else:  # two whole particles: storage to storage, no products built
-            pair[0].blend_(pair[1].buffers, _finite(alpha, "alpha"))
+            pair[0].blend_(pair[1].buffers, number(alpha, "alpha", tensor=True))
         return self
 
     def _storage_pair(self, other):

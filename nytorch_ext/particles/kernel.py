@@ -1,9 +1,4 @@
-"""Species and particle kernels: who a particle is, what it holds, how it changes.
-
-A :class:`Species` is shared by every particle made from one original model (by
-operations, ``clone``, ``randn``, ...): the per-parameter :class:`ParamConfig`, id
-counters, and a log of structural changes (parameters, submodules and buffers added
-or removed) that other particles replay at ``touch()``.
+"""ParticleKernel: one particle's structure and flat storage.
 
 A :class:`ParticleKernel` belongs to one particle: its modules by ModuleID, its
 parameters by ParamID (registration order, as nytorch numbers them), and its
@@ -12,104 +7,33 @@ every operation the kernel checks, from the parameters' data pointers, that the
 views are still in place (``.to()``, ``.half()``, ``param.data = ...`` replace
 them) and re-flattens if not, keeping the Parameter objects, so optimizers built
 on them stay valid.
+
+The parts live beside it: the species and its change log (:mod:`.species`),
+reading the tree (:mod:`.scan`), replaying a change (:mod:`.replay`) and copying
+the tree into a new particle (:mod:`.build_plan`). Their names are re-exported
+here, where they used to be.
 """
 from __future__ import annotations
 
 import operator
-import weakref
-from itertools import repeat
 from collections import OrderedDict
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from .flat import DEFAULT_POOL, Layout, entries_are, flatten_into, views_in_place
+from .build_plan import BuildPlan, copy_module_tree, plan_of, python_copy_module_tree, shallow_copy
+from .layout import Layout, flatten_into
 from .mtype import ROOT_MODULE_ID, ParamConfig
+from .placement import entries_are
+from .pool import DEFAULT_POOL
 from .product import ParamProduct
+from .replay import replay
+from .scan import buffer_changes, removed_modules, removed_params, walk
+from .species import Change, Species, mark_dirty
 from .storage import Storage
 
-
-@dataclass
-class Change:
-    """One structural change made on one particle, replayed by the others."""
-    added_modules: list = field(default_factory=list)    # (mid, parent_mid, name, source module)
-    removed_modules: list = field(default_factory=list)  # (mid, parent_mid, name, set to None?)
-    added_params: list = field(default_factory=list)     # (pid, mid, name, source Parameter)
-    removed_params: list = field(default_factory=list)   # (pid, mid, name, set to None?)
-    # (mid, name, tensor or None, persistent, removed): None with removed False is
-    # `module.buf = None`, which keeps the name registered, as torch does.
-    buffers: list = field(default_factory=list)
-
-
-class Species:
-    """What all particles of one species share."""
-
-    def __init__(self):
-        self.config: dict[int, ParamConfig] = {}
-        self.config_version = 0
-        self.log: list[Change] = []
-        self.next_pid = 0
-        self.next_mid = ROOT_MODULE_ID + 1
-        self.members: "weakref.WeakSet[ParticleKernel]" = weakref.WeakSet()
-        self.pending = False  # some member changed structure and has not recorded it
-        # the change cells of those members, in the order they changed: their
-        # changes are logged in that order (nytorch versions each change as made)
-        self.dirty_order: list = []
-        self._plan: tuple = (-1, None)  # (version, build plan) shared by the members
-
-    @property
-    def version(self) -> int:
-        return len(self.log)
-
-    def __getstate__(self):  # weak sets do not pickle; members re-register on load
-        state = dict(self.__dict__)
-        state["members"] = None
-        state["_plan"] = (-1, None)
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self.__dict__.setdefault("dirty_order", [])  # pickled before it existed
-        self.members = weakref.WeakSet()
-
-    # nytorch exposes the species as kernel.version / product.vdata
-    @property
-    def data(self) -> "Species":
-        return self
-
-
-def mark_dirty(cell: list) -> None:
-    """A particle's change cell ([dirty, species]): note a structural change."""
-    if not cell[0]:
-        cell[0] = True
-        cell[1].dirty_order.append(cell)
-    cell[1].pending = True
-
-
-def _clear_name(module: nn.Module, name: str, kind: str) -> None:
-    """Before registering ``name`` in the table ``kind``: drop what it was in the
-    other tables or as a plain attribute, as ``nn.Module.__setattr__`` does (an
-    entry of the same kind is replaced where it is, keeping its position)."""
-    module.__dict__.pop(name, None)
-    for table in ("_parameters", "_buffers", "_modules"):
-        if table != kind:
-            getattr(module, table).pop(name, None)
-    if kind != "_buffers":
-        module._non_persistent_buffers_set.discard(name)
-
-
-def _shallow_copy(module: nn.Module) -> nn.Module:
-    """A new module object sharing everything (hooks, buffers, attributes) with
-    ``module``, with its own parameter, buffer and child dictionaries (as nytorch).
-    (copy.copy does the same through __reduce_ex__, several times slower.)"""
-    new = object.__new__(type(module))
-    d = new.__dict__
-    d.update(module.__dict__)
-    d["_parameters"] = dict(module._parameters)
-    d["_buffers"] = dict(module._buffers)
-    d["_modules"] = dict(module._modules)
-    return new
+__all__ = ["ParticleKernel", "Species", "Change", "mark_dirty", "Storage", "BuildPlan", "copy_module_tree",
+           "python_copy_module_tree", "shallow_copy"]
 
 
 class ParticleKernel:
@@ -120,23 +44,23 @@ class ParticleKernel:
         self.version = version
         # By id, in order (plain dicts: ordered, and half the cost of OrderedDicts
         # for a particle of many small tensors).
-        self.modules: "dict[int, nn.Module]" = {}
-        self.params: "dict[int, nn.Parameter]" = {}
+        self.modules: dict[int, nn.Module] = {}
+        self.params: dict[int, nn.Parameter] = {}
         self.storage: Storage | None = None
         # Shared with the particle's NytoModules, which set it on structural changes:
         # [dirty, species], not a back-reference to the kernel, so a cleared
         # ParticleModule root (no kernel reference, no cycle) can still report them.
-        self.cell = [False, species]
+        self.cell: list = [False, species]
         self._buffer_ids: dict = {}
         # Each placement of a parameter: (parameter dicts, names, Parameters), parallel lists.
-        self.places: tuple = ([], [], [])
+        self.places: tuple[list, list, list] = ([], [], [])
         self.param_places: dict = {}   # pid -> (mid, name) of its first placement
         self.module_places: dict = {}  # mid -> (parent mid, name)
         species.members.add(self)
 
     @property
     def dirty(self) -> bool:
-        return self.cell[0]
+        return bool(self.cell[0])
 
     @dirty.setter
     def dirty(self, value: bool) -> None:
@@ -154,7 +78,7 @@ class ParticleKernel:
 
     # nytorch: particle_kernel.data.params, particle_kernel.version
     @property
-    def data(self) -> "ParticleKernel":
+    def data(self) -> ParticleKernel:
         return self
 
     def __getstate__(self):  # the flat storage is rebuilt from the parameters on load
@@ -173,86 +97,31 @@ class ParticleKernel:
         """Re-read the structure from the module tree, keeping known ids, giving new
         modules and parameters new ids (pre-order, registration order); returns what
         changed."""
-        species = self.species
         mid_of = {id(m): mid for mid, m in self.modules.items()}
         pid_of = {id(p): pid for pid, p in self.params.items()}
-        modules: "dict[int, nn.Module]" = {}
-        params: dict[int, nn.Parameter] = {}
-        change = Change()
-        buffers: dict = {}
-
-        seen_params: set = set()
-        seen_modules: set = {id(root)}
-        places: tuple = ([], [], [])
-        param_places: dict = {}
-        module_places: dict = {}
-        # Pre-order, each module's parameters and children interleaved in the order
-        # they were assigned (nytorch numbers parameters by registration). An
-        # explicit stack of iterators, not a recursive closure: a closure that refers
-        # to itself is a reference cycle, keeping this kernel alive until gc.collect().
-        _adopt(root, self, ROOT_MODULE_ID)
-        modules[ROOT_MODULE_ID] = root
-        buffers.update(((ROOT_MODULE_ID, n), b) for n, b in root._buffers.items())
-        stack = [(ROOT_MODULE_ID, _members_in_order(root))]
-        while stack:
-            mid, members = stack[-1]
-            item = next(members, None)
-            if item is None:
-                stack.pop()
-                continue
-            owner, name, value = item
-            if isinstance(value, nn.Parameter) or name in owner._parameters:
-                places[0].append(owner._parameters)
-                places[1].append(name)
-                places[2].append(value)
-                if id(value) in seen_params:  # tied: one id
-                    continue
-                seen_params.add(id(value))
-                pid = _id_for(value, pid_of, species, "next_pid", change.added_params, mid, name)
-                params[pid] = value
-                param_places[pid] = (mid, name)
-                continue
-            if id(value) in seen_modules:  # shared module: one id
-                continue
-            seen_modules.add(id(value))
-            cmid = _id_for(value, mid_of, species, "next_mid", change.added_modules, mid, name)
-            module_places[cmid] = (mid, name)
-            _adopt(value, self, cmid)
-            modules[cmid] = value
-            buffers.update(((cmid, n), b) for n, b in value._buffers.items())
-            stack.append((cmid, _members_in_order(value)))
-        self.places = places
-        def set_to_none(owner_mid, table, name) -> bool:  # `x.name = None`, not `del x.name`
-            owner = modules.get(owner_mid)
-            return owner is not None and name in getattr(owner, table) and getattr(owner, table)[name] is None
-
-        for mid in self.modules:
-            if mid not in modules:
-                parent_mid, name = self.module_places.get(mid, (None, None))
-                change.removed_modules.append((mid, parent_mid, name, set_to_none(parent_mid, "_modules", name)))
-        for pid in self.params:
-            if pid not in params:
-                mid, name = self.param_places.get(pid, (None, None))
-                change.removed_params.append((pid, mid, name, set_to_none(mid, "_parameters", name)))
-        self.param_places, self.module_places = param_places, module_places
-        for key, b in buffers.items():
-            if self._buffer_ids.get(key, object()) is not b:
-                mid, name = key
-                persistent = name not in modules[mid]._non_persistent_buffers_set
-                change.buffers.append((mid, name, b, persistent, False))
-        for key in self._buffer_ids:
-            if key not in buffers and key[0] in modules:
-                change.buffers.append((key[0], key[1], None, True, True))
-        self._buffer_ids = buffers
-        self.modules = modules
-        self.params = dict(sorted(params.items()))
-        for pid in self.params:
-            species.config.setdefault(pid, ParamConfig())
-        for pid, *_ in change.removed_params:
-            if not any(pid in k.params for k in species.members if k is not self):
-                species.config.pop(pid, None)
+        found = walk(root, self, self.species, mid_of, pid_of)
+        change = found.change
+        self.places = found.places
+        change.removed_modules = removed_modules(self.modules, self.module_places, found)
+        change.removed_params = removed_params(self.params, self.param_places, found)
+        self.param_places, self.module_places = found.param_places, found.module_places
+        change.buffers = buffer_changes(self._buffer_ids, found)
+        self._buffer_ids = found.buffers
+        self.modules = found.modules
+        self.params = dict(sorted(found.params.items()))
+        self._update_config(change)
         self.dirty = False
         return change
+
+    def _update_config(self, change: Change) -> None:
+        """New parameters get the default configuration; removed ones lose theirs
+        once no member of the species has them."""
+        config = self.species.config
+        for pid in self.params:
+            config.setdefault(pid, ParamConfig())
+        for pid, *_ in change.removed_params:
+            if not any(pid in k.params for k in self.species.members if k is not self):
+                config.pop(pid, None)
 
     def record(self, root: nn.Module) -> None:
         """Re-scan after a structural change here, and log it for the species.
@@ -261,30 +130,41 @@ class ParticleKernel:
         if self.version < self.species.version:
             # This particle's own new entries go after the replayed ones, as if
             # its change had been made after theirs (the order the log gives).
-            # (A replacement under a known name keeps its place.)
-            known = {id(v) for v in self.params.values()} | {id(v) for v in self.modules.values()}
-            names = set(self.param_places.values()) | set(self.module_places.values())
-            own = []
-            for mid, module in self.modules.items():
-                for table in (module._parameters, module._modules):
-                    new = [(n, v) for n, v in table.items()
-                           if v is not None and id(v) not in known and (mid, n) not in names]
-                    for n, _ in new:
-                        del table[n]
-                    own.append((table, new))
-            while self.version < self.species.version:
-                self._replay(self.species.log[self.version])
-                self.version += 1
+            own = self._set_aside_new_entries()
+            self._replay_log()
             for table, new in own:
                 table.update(new)
         change = self.scan(root)
-        if change.added_modules or change.removed_modules or change.added_params \
-                or change.removed_params or change.buffers:
-            if len(self.species.members) > 1:
-                self.species.log.append(change)
-            else:  # alone in the species: nobody needs to replay it
-                self.species.log.append(Change())
+        if not change.empty:
+            # alone in the species: nobody needs to replay it
+            self.species.log.append(change if len(self.species.members) > 1 else Change())
             self.version = self.species.version
+
+    def _set_aside_new_entries(self) -> list:
+        """Take out the parameters and children added here since the last scan
+        (a replacement under a known name keeps its place); returns (table, entries)
+        pairs to put back."""
+        known = {id(v) for v in self.params.values()} | {id(v) for v in self.modules.values()}
+        names = set(self.param_places.values()) | set(self.module_places.values())
+        own: list = []
+        for mid, module in self.modules.items():
+            tables: tuple[dict, dict] = (module._parameters, module._modules)
+            for table in tables:
+                new = [(n, v) for n, v in table.items()
+                       if v is not None and id(v) not in known and (mid, n) not in names]
+                for n, _ in new:
+                    del table[n]
+                own.append((table, new))
+        return own
+
+    def _replay_log(self, rescan_root: nn.Module | None = None) -> None:
+        """Replay the species' changes logged since this particle's version (re-scanning
+        ``rescan_root`` after each, when given)."""
+        while self.version < self.species.version:
+            replay(self.species.log[self.version], self.modules, self.params)
+            self.version += 1
+            if rescan_root is not None:
+                self.scan(rescan_root)
 
     def touch(self) -> None:
         """Catch up with structural changes made on other particles of the species
@@ -303,69 +183,11 @@ class ParticleKernel:
             self.dirty = True  # a Parameter replaced inside a plain nn.Module child
         if self.dirty:
             self.record(root)
-        while self.version < self.species.version:
-            self._replay(self.species.log[self.version])
-            self.version += 1
-            self.scan(root)
+        self._replay_log(rescan_root=root)
 
     def _placed(self) -> bool:
         """Every parameter is still where the last scan found it (dict lookups in C)."""
-        return entries_are(*self.places)
-
-    def _replay(self, change: Change) -> None:
-        with torch.no_grad():
-            # A replaced parameter or module is re-added under the same name below,
-            # which keeps its position; a removed one is deleted, or set to None.
-            readded_modules = {(p, n) for _, p, n, _ in change.added_modules}
-            readded_params = {(m, n) for _, m, n, _ in change.added_params}
-            for mid, parent_mid, name, as_none in change.removed_modules:
-                parent = self.modules.get(parent_mid)
-                if parent is None or (parent_mid, name) in readded_modules or name not in parent._modules:
-                    continue
-                if as_none:
-                    parent._modules[name] = None
-                else:
-                    del parent._modules[name]
-            for mid, parent_mid, name, source in change.added_modules:
-                parent = self.modules.get(parent_mid)
-                if parent is None:
-                    continue
-                new = _shallow_copy(source)
-                for pname, p in new._parameters.items():
-                    if p is not None:
-                        new._parameters[pname] = nn.Parameter(p.detach().clone(), p.requires_grad)
-                _clear_name(parent, name, "_modules")
-                parent._modules[name] = new
-                self.modules[mid] = new
-            for pid, mid, name, as_none in change.removed_params:
-                module = self.modules.get(mid)
-                if module is None or (mid, name) in readded_params or name not in module._parameters:
-                    continue
-                if as_none:
-                    module._parameters[name] = None
-                else:
-                    del module._parameters[name]
-            added_mids = {m for m, *_ in change.added_modules}
-            for pid, mid, name, source in change.added_params:
-                module = self.modules.get(mid)
-                if module is None:
-                    continue
-                if mid not in added_mids:  # an added module brought its (cloned) params
-                    _clear_name(module, name, "_parameters")
-                    module._parameters[name] = nn.Parameter(source.detach().clone(), source.requires_grad)
-                # the same ids as on the particle that made the change, for the re-scan
-                self.params[pid] = module._parameters[name]
-            for mid, name, tensor, persistent, removed in change.buffers:
-                module = self.modules.get(mid)
-                if module is None:
-                    continue
-                if removed:
-                    module._buffers.pop(name, None)
-                else:
-                    _clear_name(module, name, "_buffers")
-                    module._buffers[name] = tensor
-                    if not persistent:
-                        module._non_persistent_buffers_set.add(name)
+        return bool(entries_are(*self.places))
 
     # --------------------------------------------------------------- storage
 
@@ -373,6 +195,10 @@ class ParticleKernel:
         """(pid, Parameter) of the operational parameters; cached until the
         parameters or the species' configuration change."""
         return self._operational_cache()[0]
+
+    def non_operational(self) -> list:
+        """(pid, Parameter) of the other parameters (cached likewise)."""
+        return self._operational_cache()[2]
 
     def _operational_cache(self) -> tuple:
         """(the operational (pid, Parameter) pairs, their Parameters, the other
@@ -433,7 +259,7 @@ class ParticleKernel:
         """Zero-copy: the product's buffers are this particle's flat storage."""
         self.touch()
         st = self.flat()
-        extras = OrderedDict(self._operational_cache()[2])
+        extras = OrderedDict(self.non_operational())
         return ParamProduct._make(self, module_id, st.layout, [st.buffers], [1.0], 0.0, extras, owners=[st],
                                   live=True)
 
@@ -446,19 +272,10 @@ class ParticleKernel:
         st = self.flat()
         product._current()
         same = product.layout == st.layout
-        values = None if same else product.params
-        targets = dict(self.operational()) if not same else {}
+        values = {} if same else product.params
+        targets = {} if same else dict(self.operational())
         extras = [(self.params.get(pid), value) for pid, value in product.extras.items()]
-        for pid, p in targets.items():
-            value = values.get(pid)
-            if value is None or value.shape != p.shape:
-                raise ValueError(
-                    f"product_: parameter {pid} ({tuple(p.shape)}) has no value of that shape in the "
-                    f"product ({None if value is None else tuple(value.shape)}); nothing was changed")
-        for p, value in extras:
-            if p is not None and value is not p and value.shape != p.shape:
-                raise ValueError(f"product_: a non-operational parameter {tuple(p.shape)} gets a value "
-                                 f"of shape {tuple(value.shape)}; nothing was changed")
+        _check_assignable(targets, values, extras)
         st.settle(keep=product)  # other lazy products snapshotting this storage: values first
         if same:
             product._evaluate_onto(st, consumed)
@@ -473,28 +290,13 @@ class ParticleKernel:
 
     # ------------------------------------------------------------- particles
 
-    def _build_plan(self) -> tuple:
+    def build_plan(self) -> BuildPlan:
         """How to copy the module tree, the same for every member of the species at
-        one version (computed once per structural version, not per new particle):
-        ``(mids, parameter names, parameter positions in pid order, child names,
-        child positions in mids, NytoModule ids or None)``, one entry per module in
-        pre-order."""
-        version, plan = self.species._plan
-        if version == self.species.version and plan is not None and len(plan[0]) == len(self.modules):
-            return plan
-        pid_pos = {id(p): i for i, p in enumerate(self.params.values())}
-        mid_pos = {id(m): i for i, m in enumerate(self.modules.values())}
-        plan = (list(self.modules), [], [], [], [], [])
-        mids, param_names, param_index, child_names, child_index, nyto_ids = plan
-        for mid, module in self.modules.items():
-            params = [(n, pid_pos[id(p)]) for n, p in module._parameters.items() if p is not None and id(p) in pid_pos]
-            children = [(n, mid_pos[id(c)]) for n, c in module._modules.items() if c is not None and id(c) in mid_pos]
-            param_names.append(tuple(n for n, _ in params))
-            param_index.append(tuple(i for _, i in params))
-            child_names.append(tuple(n for n, _ in children))
-            child_index.append(tuple(i for _, i in children))
-            nyto_ids.append(mid if getattr(type(module), "_is_nyto_module", False) else None)
-        self.species._plan = (self.species.version, plan)
+        one version (computed once per structural version, not per new particle)."""
+        plan = self.species.cached_plan(len(self.modules))
+        if plan is None:
+            plan = plan_of(self.modules, self.params)
+            self.species.cache_plan(plan)
         return plan
 
     def build(self, product: ParamProduct) -> nn.Module:
@@ -504,7 +306,7 @@ class ParticleKernel:
         its module ``product.module_id``."""
         return self.build_kernel(product).modules[product.module_id]
 
-    def build_kernel(self, product: ParamProduct) -> "ParticleKernel":
+    def build_kernel(self, product: ParamProduct) -> ParticleKernel:
         """As build(), returning the new particle's kernel. (Parameters and module
         objects are made in C when the extension is loaded: that is most of the cost
         of a particle of many small tensors.)"""
@@ -516,18 +318,11 @@ class ParticleKernel:
         if len(operational) == len(old):  # every parameter operational: layout order is pid order
             values = operational
         else:
-            new_params = dict(zip(layout.pids, operational))
-            config = self.species.config
-            for pid, p in self._operational_cache()[2]:  # non-operational: cloned or shared
-                value = product.extras.get(pid, p)
-                new_params[pid] = nn.Parameter(value.detach().clone(), p.requires_grad) \
-                    if config[pid].clone else value
-            values = list(map(new_params.__getitem__, old))
-        mids, param_names, param_index, child_names, child_index, nyto_ids = self._build_plan()
-        copies, kernel.places = copy_module_tree(list(map(self.modules.__getitem__, mids)), param_names,
-                                                 param_index, child_names, child_index, values, nyto_ids,
-                                                 kernel, kernel.cell)
-        kernel.modules = dict(zip(mids, copies))
+            values = self._with_non_operational(product, dict(zip(layout.pids, operational)))
+        plan = self.build_plan()
+        copies, kernel.places = copy_module_tree(list(map(self.modules.__getitem__, plan.mids)), *plan[1:-1],
+                                                 values, plan.nyto_ids, kernel, kernel.cell)
+        kernel.modules = dict(zip(plan.mids, copies))
         kernel.params = dict(zip(old, values))
         kernel._buffer_ids = dict(self._buffer_ids)
         kernel.param_places, kernel.module_places = self.param_places, self.module_places  # same ids, same names
@@ -536,72 +331,26 @@ class ParticleKernel:
                                  self.species.config_version)
         return kernel
 
-
-def _python_copy_module_tree(sources, param_names, param_index, child_names, child_index,
-                             params, nyto_ids, kernel, cell) -> tuple:
-    """The fallback of ``_C.copy_module_tree`` (csrc/module_tree.cpp): a
-    ``_shallow_copy`` of each source whose parameters and children are the new
-    ones; returns (modules, (parameter dicts, names, Parameters)), the last three
-    one entry per placement."""
-    copies = list(map(_shallow_copy, sources))  # every object first: children come later in pre-order
-    places: tuple = ([], [], [])
-    for i, new in enumerate(copies):
-        d = new.__dict__
-        if param_names[i]:
-            placed = list(map(params.__getitem__, param_index[i]))
-            d["_parameters"].update(zip(param_names[i], placed))
-            places[0].extend(repeat(d["_parameters"], len(placed)))
-            places[1].extend(param_names[i])
-            places[2].extend(placed)
-        if child_names[i]:
-            d["_modules"].update(zip(child_names[i], map(copies.__getitem__, child_index[i])))
-        if nyto_ids[i] is not None:  # a new particle: live kernel reference
-            d["_particle_kernel"], d["_module_id"], d["_nyto_cell"] = kernel, nyto_ids[i], cell
-    return copies, places
+    def _with_non_operational(self, product: ParamProduct, new_params: dict) -> list:
+        """Every parameter in pid order: ``new_params`` (the operational ones) and
+        the others, cloned or shared as configured."""
+        config = self.species.config
+        for pid, p in self.non_operational():
+            value = product.extras.get(pid, p)
+            new_params[pid] = nn.Parameter(value.detach().clone(), p.requires_grad) \
+                if config[pid].clone else value
+        return list(map(new_params.__getitem__, self.params))
 
 
-def _load_copy_module_tree():
-    from ..ops._extension import _C
-    return _C.copy_module_tree if _C is not None else _python_copy_module_tree
-
-
-copy_module_tree = _load_copy_module_tree()
-
-
-def _id_for(value, ids: dict, species: Species, counter: str, added: list, parent_mid: int, name: str) -> int:
-    """The id ``ids`` knows for ``value`` (by object identity), or a new one from the
-    species' ``counter`` ("next_pid" / "next_mid"), recording (id, parent module id,
-    name, value) in ``added``."""
-    known = ids.get(id(value))
-    if known is not None:
-        return known
-    new = getattr(species, counter)
-    setattr(species, counter, new + 1)
-    ids[id(value)] = new
-    added.append((new, parent_mid, name, value))
-    return new
-
-
-def _members_in_order(module: nn.Module):
-    """(module, name, parameter or child) in assignment order where a NytoModule
-    recorded it, else parameters before children (nn.Module keeps them apart)."""
-    params, children = module._parameters, module._modules
-    order = module.__dict__.get("_nyto_order", ())
-    names = [n for n in order if n in params or n in children]
-    listed = set(names)
-    names += [n for n in params if n not in listed] + [n for n in children if n not in listed]
-    for name in names:
-        value = params[name] if name in params else children.get(name)
-        if value is not None:
-            yield module, name, value
-
-
-def _adopt(module: nn.Module, kernel: ParticleKernel, mid: int, keep_cleared: bool = True) -> None:
-    """Point a NytoModule (root or submodule) at its particle's kernel (unless a
-    ParticleModule cleared that reference and ``keep_cleared``) and its change cell."""
-    if getattr(type(module), "_is_nyto_module", False):
-        d = module.__dict__
-        if not (keep_cleared and "_particle_kernel" in d and d["_particle_kernel"] is None):
-            d["_particle_kernel"] = kernel
-        d["_module_id"] = mid
-        d["_nyto_cell"] = kernel.cell
+def _check_assignable(targets: dict, values: dict, extras: list) -> None:
+    """Every parameter written by ``assign`` gets a value of its shape (before anything is written)."""
+    for pid, p in targets.items():
+        value = values.get(pid)
+        if value is None or value.shape != p.shape:
+            raise ValueError(
+                f"product_: parameter {pid} ({tuple(p.shape)}) has no value of that shape in the "
+                f"product ({None if value is None else tuple(value.shape)}); nothing was changed")
+    for p, value in extras:
+        if p is not None and value is not p and value.shape != p.shape:
+            raise ValueError(f"product_: a non-operational parameter {tuple(p.shape)} gets a value "
+                             f"of shape {tuple(value.shape)}; nothing was changed")

@@ -18,9 +18,11 @@ import torch
 from torch import Tensor, nn
 
 from .arithmetic import ParticleArithmetic
-from .kernel import ParticleKernel, Species, mark_dirty
+from .kernel import ParticleKernel
 from .mtype import DIFFERENT_SPECIES, ROOT_MODULE_ID, ParamConfig, SpeciesError
-from .product import ParamProduct, is_temporary
+from .product import ParamProduct
+from .species import Species, mark_dirty
+from .temporaries import is_temporary
 
 
 class NytoModuleBase(nn.Module):

@@ -14,7 +14,8 @@ from torch import nn
 from .arithmetic import ParticleArithmetic
 from .module import NytoModule, NytoModuleBase
 from .mtype import DIFFERENT_SPECIES, ROOT_MODULE_ID, SpeciesError
-from .product import ParamProduct, is_temporary
+from .product import ParamProduct
+from .temporaries import is_temporary
 
 
 class PMProduct:

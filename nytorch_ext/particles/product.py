@@ -14,30 +14,44 @@ buffers: they travel as ``extras`` and keep the left operand's value.
 """
 from __future__ import annotations
 
-import math
 import numbers
-import sys
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import torch
+from torch import Tensor, nn
 
 from .. import ops
-from .flat import DEFAULT_POOL, Layout
+from ..ops.validation import number
+from .layout import Layout
+from .memory import same_memory, snapshot
 from .mtype import DIFFERENT_SPECIES, SpeciesError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .kernel import ParticleKernel
-
-Tensor = torch.Tensor
-
+from .pool import DEFAULT_POOL
+from .species import Species
+from .storage import Storage, blend_buffers_
 
 _FLOAT32_MAX = torch.finfo(torch.float32).max
 _FLOAT32_TINY = torch.finfo(torch.float32).tiny
 
 
 def _is_number(x) -> bool:
+    """A plain real number operand (bool is not one): the affine paths take it."""
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+class KernelLike(Protocol):
+    """What a product needs of its particle's kernel. :class:`~.kernel.ParticleKernel`
+    implements it; it builds on this module (its ``product()`` makes products), so
+    products know it only by this interface."""
+    species: Species
+    params: dict[int, nn.Parameter]
+
+    def touch(self) -> None: ...
+    def flat(self) -> Storage: ...
+    def non_operational(self) -> list: ...
+    def product(self, module_id: int = ...) -> ParamProduct: ...
+    def build(self, product: ParamProduct) -> nn.Module: ...
+    def build_kernel(self, product: ParamProduct) -> Any: ...
 
 
 class ParamProduct:
@@ -55,8 +69,17 @@ class ParamProduct:
     # particle can read the particle's buffers instead (exact aliasing, one pass).
     __slots__ = ("kernel", "module_id", "layout", "_leaves", "_coeffs", "_bias", "extras",
                  "_owners", "_live", "__weakref__")
+    kernel: KernelLike
+    module_id: int
+    layout: Layout
+    _leaves: list[list[Tensor]]       # per leaf, one buffer per group
+    _coeffs: list[float]
+    _bias: float
+    extras: OrderedDict[int, Tensor]  # the non-operational parameters
+    _owners: list[Storage | None]
+    _live: bool
 
-    def __init__(self, kernel: "ParticleKernel", module_id: int, params=None):
+    def __init__(self, kernel: KernelLike, module_id: int, params=None):
         """nytorch's constructor: the product of ``params`` (a ParamID -> Parameter
         mapping) in ``kernel``'s species. With the kernel's own live parameters it is
         zero-copy; any other mapping is copied into new flat buffers."""
@@ -110,7 +133,7 @@ class ParamProduct:
             st = kernel.flat()
             if self._owners[0] is not st:
                 self.layout, self._leaves, self._owners = st.layout, [st.buffers], [st]
-                self.extras = OrderedDict(kernel._operational_cache()[2])
+                self.extras = OrderedDict(kernel.non_operational())
         return self
 
     def _terms(self, refresh: bool = True) -> tuple:
@@ -121,7 +144,7 @@ class ParamProduct:
             return self._leaves, self._coeffs, self._owners
         if refresh:
             self._current()
-        return [[_snapshot(b) for b in self._leaves[0]]], [1.0], self._owners
+        return [[snapshot(b) for b in self._leaves[0]]], [1.0], self._owners
 
     @property
     def species(self):
@@ -138,7 +161,7 @@ class ParamProduct:
 
     def _reads(self, storage) -> bool:
         """Some leaf snapshots ``storage`` (and still shares its memory)."""
-        return any(owner is storage and _same_memory(leaf, storage.buffers)
+        return any(owner is storage and same_memory(leaf, storage.buffers)
                    for leaf, owner in zip(self._leaves, self._owners)) and not self._live
 
     def buffers(self) -> list[Tensor]:
@@ -169,7 +192,7 @@ class ParamProduct:
             if self._leaves[0] is not storage.buffers:
                 self._evaluate_into(storage.buffers, self._current()._leaves)
             return
-        leaves = [storage.buffers if owner is storage and _same_memory(leaf, storage.buffers) else leaf
+        leaves = [storage.buffers if owner is storage and same_memory(leaf, storage.buffers) else leaf
                   for leaf, owner in zip(self._leaves, self._owners)]
         if self.is_materialized and leaves[0] is storage.buffers:
             return
@@ -230,7 +253,7 @@ class ParamProduct:
         leaves, coeffs, owners = list(leaves), list(coeffs), list(owners)
         for leaf, c, owner in zip(*other._terms(refresh=False)):
             for i, mine in enumerate(leaves):  # the same values twice: add coefficients
-                if mine is leaf or (owner is not None and owners[i] is owner and _same_memory(mine, leaf)):
+                if mine is leaf or (owner is not None and owners[i] is owner and same_memory(mine, leaf)):
                     coeffs[i] += sign * c
                     break
             else:
@@ -324,8 +347,7 @@ class ParamProduct:
             return self._from_buffers(out)
         if isinstance(other, Tensor):  # nytorch passes tensors through to torch (broadcasting)
             return self._per_param(lambda pid, p: fn(p, other))
-        from .module import NytoModule  # local: module imports product
-        if isinstance(other, (NytoModule, torch.nn.Module)):
+        if isinstance(other, nn.Module):  # NytoModules included
             raise SpeciesError("a product cannot be combined with a module; use module.product()")
         return NotImplemented
 
@@ -405,7 +427,7 @@ class ParamProduct:
     def blend(self, best: "ParamProduct", alpha: float) -> "ParamProduct":
         """``(1-alpha)*self + alpha*best``: APSO's W_i <- (1-a) W_i + a W_g, as one
         ``ops.blend`` pass per group (exactly self at 0, exactly best at 1)."""
-        alpha = _finite(alpha, "alpha")
+        alpha = number(alpha, "alpha", tensor=True)
         self._check_other(best)
         if not self._same_layout(best):
             return self * (1.0 - alpha) + best * alpha
@@ -418,14 +440,18 @@ class ParamProduct:
     def blend_(self, best: "ParamProduct", alpha: float) -> "ParamProduct":
         """In place: ``self <- (1-alpha)*self + alpha*best``. When ``self`` came from
         ``particle.product()`` this updates the particle's parameters directly."""
-        alpha = _finite(alpha, "alpha")
+        alpha = number(alpha, "alpha", tensor=True)
         self._check_other(best)
         if not self._same_layout(best):
             raise ValueError("blend_: the two products have different layouts (shapes, dtypes "
                              "or devices); use blend(), which handles that")
         theirs = best.buffers()
         mine = self.buffers()
-        self._owners[0].blend_(theirs, alpha, keep=self, buffers=mine)
+        owner = self._owners[0]  # a particle's storage (a live product), else None
+        if owner is None:
+            blend_buffers_(mine, theirs, alpha)
+        else:
+            owner.blend_(theirs, alpha, keep=self, buffers=mine)
         return self
 
     def axpby(self, a: float, other: "ParamProduct", b: float) -> "ParamProduct":
@@ -446,91 +472,6 @@ class ParamProduct:
         state = "materialized" if self.is_materialized else f"lazy ({len(self._leaves)} leaves)"
         return (f"{type(self).__name__}({len(self.layout.slots)} operational params in "
                 f"{len(self.layout.groups)} group(s), {len(self.extras)} other, {state})")
-
-
-# --------------------------------------------------------- temporaries
-# ``particle.product_(expr)`` with a temporary ``expr`` (the seed's
-# ``c.product_((1-a)*c + a*b)``) may drop the expression's snapshots of the
-# particle before writing it, which saves a copy-on-write copy. Whether the
-# argument is a temporary is read from its reference count at the start of the
-# public method, calibrated here on a method of the same shape (a Python whose
-# counts do not tell the two apart gets the always-safe answer: held).
-
-class _Wrapper:
-    __slots__ = ("product",)
-
-
-class _RefProbe:
-    def product_(self, product):
-        return sys.getrefcount(product)
-
-    def wrapped(self, product):
-        refs = sys.getrefcount(product)
-        inner = product.product
-        return refs, sys.getrefcount(inner)
-
-
-def _wrapped(value) -> _Wrapper:
-    w = _Wrapper()
-    w.product = value
-    return w
-
-
-def _calibrate() -> tuple:
-    probe = _RefProbe()
-    temporary = probe.product_(object())
-    held = object()
-    one = temporary if probe.product_(held) > temporary else -1
-    temporary_pair = probe.wrapped(_wrapped(object()))
-    held_wrapper, held_inner = _wrapped(object()), object()
-    held_pairs = [probe.wrapped(held_wrapper), probe.wrapped(_wrapped(held_inner))]
-    two = temporary_pair if all(h[0] > temporary_pair[0] or h[1] > temporary_pair[1] for h in held_pairs) \
-        else (-1, -1)
-    return one, two
-
-
-_TEMPORARY_REFS, _TEMPORARY_WRAPPED_REFS = _calibrate()
-
-
-def is_temporary(refs: int, inner_refs: int | None = None) -> bool:
-    """``refs`` (and, for a PMProduct, ``inner_refs`` of its ParamProduct) as read
-    by ``sys.getrefcount`` at the start of a public ``product_``: nobody but the
-    call holds the argument."""
-    if inner_refs is None:
-        return refs <= _TEMPORARY_REFS
-    return refs <= _TEMPORARY_WRAPPED_REFS[0] and inner_refs <= _TEMPORARY_WRAPPED_REFS[1]
-
-
-def _snapshot(buffer: Tensor) -> Tensor:
-    """A copy-on-write view of ``buffer``'s current values: no copy now; the first
-    write to either side (by any path) copies that side. Falls back to a real
-    copy where a storage cannot be shared copy-on-write."""
-    try:
-        return torch._lazy_clone(buffer)
-    except (RuntimeError, AttributeError):
-        return buffer.clone()
-
-
-_data_address = getattr(torch._C, "_data_address", None)
-
-
-def _same_memory(a: Sequence[Tensor], b: Sequence[Tensor]) -> bool:
-    """The two buffer lists sit at the same addresses (read without
-    materializing a copy-on-write storage, which ``data_ptr()`` would do)."""
-    if a is b:
-        return True
-    if _data_address is None:
-        return False
-    return all(x.dtype == y.dtype and _data_address(x) == _data_address(y) for x, y in zip(a, b))
-
-
-def _finite(value, name: str) -> float:
-    if not _is_number(value) and not (isinstance(value, Tensor) and value.numel() == 1):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
 
 
 def lincomb(coeffs: Sequence[float], products: Sequence[ParamProduct], bias: float = 0.0) -> ParamProduct:

@@ -1,33 +1,36 @@
 """A particle's flat storage: the buffers its operational parameters are views of.
 
 :class:`Storage` knows whether the parameters are still views of its buffers, and
-owns the operations that write the buffers in place: :meth:`Storage.settle` first
-evaluates the lazy products that read them, so those keep the values they were
-built from.
+owns the operations on them: :meth:`Storage.settle` evaluates the lazy products
+that read the buffers before anything writes them (so those keep the values they
+were built from), :meth:`Storage.blend_` writes them in place,
+:meth:`Storage.bump_versions` records a write made through another view, and
+:meth:`Storage.row` makes a buffer that is a row of a larger [K, N] one.
 """
 from __future__ import annotations
 
 import operator
 import weakref
 from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import torch
+from torch import Tensor
 
 from .. import ops
-from .flat import Layout, views_in_place
-
-# The address of a tensor's data without materializing a copy-on-write snapshot.
-_data_address = getattr(torch._C, "_data_address", None)
+from .layout import Layout
+from .memory import data_address, own_version_view
+from .placement import views_in_place
 
 
 @dataclass
 class Storage:
     layout: Layout
-    buffers: list
+    buffers: list[Tensor]
     params: list          # the operational Parameter objects, in layout order
-    addresses: list       # where each must point
+    addresses: list[int]  # where each must point
     config_version: int
-    dependents: "weakref.WeakSet" = field(default_factory=weakref.WeakSet)  # lazy products snapshotting it
+    dependents: weakref.WeakSet[Any] = field(default_factory=weakref.WeakSet)  # lazy products snapshotting it
     recycle: bool = True  # hand the buffers to the pool when re-flattened (not rows of a swarm's)
 
     def intact(self, params: list, config_version: int) -> bool:
@@ -46,7 +49,7 @@ class Storage:
         """A write while a lazy product held a copy-on-write snapshot gave the
         buffers new memory: the parameters are still views of them (same storage,
         same offsets), only the addresses moved. Note the new ones."""
-        if _data_address is None:
+        if data_address is None:
             return False
         addresses = self.layout.addresses(self.buffers)
         if addresses == self.addresses or not views_in_place(params, addresses, self.layout.sizes):
@@ -64,10 +67,32 @@ class Storage:
                 product.buffers()
         self.dependents.clear()
 
-    def blend_(self, sources, alpha: float, keep=None, buffers=None) -> None:
-        """``buffers`` (these storage's own by default) <- blend(buffers, sources,
+    def blend_(self, sources: Sequence[Tensor], alpha: float, keep=None,
+               buffers: Sequence[Tensor] | None = None) -> None:
+        """``buffers`` (this storage's own by default) <- blend(buffers, sources,
         alpha), one pass per group, after settling the lazy products that read them."""
         self.settle(keep=keep)
-        with torch.no_grad():
-            for x, y in zip(self.buffers if buffers is None else buffers, sources):
-                ops.blend_(x, y, alpha)
+        blend_buffers_(self.buffers if buffers is None else buffers, sources, alpha)
+
+    def bump_versions(self) -> None:
+        """A write through another view of the buffers (e.g. a swarm's [K, N] base)
+        bypassed their version counters: bump them, so that autograd and products
+        holding an older version know."""
+        for buffer in self.buffers:
+            torch.autograd.graph.increment_version(buffer)
+
+    @staticmethod
+    def row(base: Tensor, index: int) -> Tensor:
+        """Row ``index`` of a contiguous [K, N] ``base``, as a flat buffer with its
+        own version counter (a plain view shares base's, so a write to one member
+        would look like a write to all): what :meth:`ParticleKernel.adopt` takes."""
+        n = base.shape[1]
+        return own_version_view(base, base.storage_offset() + index * n, n)
+
+
+def blend_buffers_(targets: Sequence[Tensor], sources: Sequence[Tensor], alpha: float) -> None:
+    """``targets[g] <- blend(targets[g], sources[g], alpha)``, one pass per group
+    (buffers no lazy product reads: :meth:`Storage.blend_` settles those first)."""
+    with torch.no_grad():
+        for x, y in zip(targets, sources):
+            ops.blend_(x, y, alpha)

@@ -574,7 +574,7 @@ def _copy_tree_with(impl, root):
     from nytorch_ext.particles import kernel as kernel_module
     k = root._particle_kernel
     k.touch()
-    mids, pnames, pindex, cnames, cindex, nyto_ids = k._build_plan()
+    mids, pnames, pindex, cnames, cindex, nyto_ids = k.build_plan()
     new = kernel_module.ParticleKernel(k.species, k.species.version)
     params = [nn.Parameter(p.detach().clone(), p.requires_grad) for p in k.params.values()]
     modules, places = impl([k.modules[m] for m in mids], pnames, pindex, cnames, cindex, params,
@@ -586,7 +586,7 @@ def _tree_copy_impls():
     from nytorch_ext.particles import kernel as kernel_module
     from nytorch_ext.ops._extension import _C
     compiled = pytest.mark.skipif(_C is None, reason="the compiled extension is not loaded")
-    return [pytest.param(kernel_module._python_copy_module_tree, id="python"),
+    return [pytest.param(kernel_module.python_copy_module_tree, id="python"),
             pytest.param(getattr(_C, "copy_module_tree", None), id="compiled", marks=compiled)]
 
 
@@ -627,7 +627,7 @@ def test_compiled_copy_module_tree_rejects_bad_plans():
     root = _Tied()
     k = root._particle_kernel
     k.touch()
-    mids, pnames, pindex, cnames, cindex, nyto_ids = k._build_plan()
+    mids, pnames, pindex, cnames, cindex, nyto_ids = k.build_plan()
     sources = [k.modules[m] for m in mids]
     params = list(k.params.values())
     args = [sources, pnames, pindex, cnames, cindex, params, nyto_ids, k, k.cell]
@@ -673,12 +673,12 @@ def _lifecycle(seed: int) -> dict:
 
 
 def test_python_fallbacks_of_the_particle_helpers_give_the_same_particles(monkeypatch):
-    from nytorch_ext.particles import flat, kernel as kernel_module
+    from nytorch_ext.particles import kernel as kernel_module, layout, placement, storage
     compiled = _lifecycle(3)
-    monkeypatch.setattr(kernel_module, "copy_module_tree", kernel_module._python_copy_module_tree)
-    monkeypatch.setattr(kernel_module, "views_in_place", flat._python_views_in_place)
-    monkeypatch.setattr(kernel_module, "entries_are", flat._python_entries_are)
-    monkeypatch.setattr(flat, "_parameter_views", None)
+    monkeypatch.setattr(kernel_module, "copy_module_tree", kernel_module.python_copy_module_tree)
+    monkeypatch.setattr(storage, "views_in_place", placement._python_views_in_place)
+    monkeypatch.setattr(kernel_module, "entries_are", placement._python_entries_are)
+    monkeypatch.setattr(layout, "_parameter_views", None)
     python = _lifecycle(3)
     assert compiled.keys() == python.keys()
     for key in compiled:

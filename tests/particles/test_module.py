@@ -80,8 +80,8 @@ def test_reflected_forms_match_python_semantics():
     a = Inner(5)
     x = values(a)
     for c in (-2.5, 0.75, 3):
-        for r, ref in [(c + a, lambda t: c + t), (c - a, lambda t: c - t), (c * a, lambda t: c * t),
-                       (c / a, lambda t: c / t)]:
+        for r, ref in [(c + a, lambda t, c=c: c + t), (c - a, lambda t, c=c: c - t), (c * a, lambda t, c=c: c * t),
+                       (c / a, lambda t, c=c: c / t)]:
             assert_values(r, {n: ref(t) for n, t in x.items()})
         if c > 0:
             assert_values(c ** a, {n: c ** t for n, t in x.items()})

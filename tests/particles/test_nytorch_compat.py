@@ -264,7 +264,7 @@ def test_param_config_scoping_matches_nytorch():
     seen = {}
     for key, m in (("ours", ours), ("theirs", theirs)):
         flags = []
-        m.apply_param_config(lambda pid, c: flags.append((c.operational, c.clone)))
+        m.apply_param_config(lambda pid, c, flags=flags: flags.append((c.operational, c.clone)))
         seen[key] = sorted(flags)
     assert seen["ours"] == seen["theirs"]
     with pytest.raises(ValueError) as e1:

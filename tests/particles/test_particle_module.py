@@ -329,8 +329,8 @@ class CNN(nyto.NytoModule):
 class MyPMProduct(PMProduct):
     @classmethod
     def from_ParamProduct(cls, product: 'ParamProduct') -> PMProduct:
-        return MyPMProduct(product.kernel, 
-                           product.module_id, 
+        return MyPMProduct(product.kernel,
+                           product.module_id,
                            product.params)
 
     def particle(self) -> 'MyParticleModule':
@@ -339,18 +339,18 @@ class MyPMProduct(PMProduct):
 class MyParticleModule(ParticleModule):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        
+
         global CNN_COUNTER
         CNN_COUNTER += 1
         self.module_id = CNN_COUNTER
         print(f"init cnn={self.module_id}")
 
     def __del__(self):
-        print(f"delete cnn={self.module_id}")   
+        print(f"delete cnn={self.module_id}")
 
     def product(self) -> MyPMProduct:
-        return MyPMProduct(self.particle_kernel, 
-                           ROOT_MODULE_ID, 
+        return MyPMProduct(self.particle_kernel,
+                           ROOT_MODULE_ID,
                            self.particle_kernel.data.params)
 
 def particle_operation_loop10():

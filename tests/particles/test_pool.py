@@ -1,4 +1,4 @@
-"""The flat-buffer pool (nytorch_ext.flat.BufferPool): a recycled buffer is never
+"""The flat-buffer pool (nytorch_ext.particles.pool.BufferPool): a recycled buffer is never
 shared with anything that still uses it (a view, a parameter, a storage object, a
 version counter), the pool is safe across threads, holds a bounded number of bytes of
 unused buffers, and lends in O(1) whatever the number of live particles."""
@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 import nytorch_ext as nyto
-from nytorch_ext.particles import flat
-from nytorch_ext.particles.flat import BufferPool
+from nytorch_ext.particles import pool as pool_module
+from nytorch_ext.particles.pool import BufferPool
 
 CPU = torch.device("cpu")
 F32 = torch.float32
@@ -188,14 +188,14 @@ def tiny_switch_interval(monkeypatch):
     sleep that lets other threads run: whatever a lend decides from that check must
     still hold when it acts on it (before the fix it did not: IndexError, or a buffer
     handed to two users)."""
-    real = flat._unused
+    real = pool_module._unused
 
     def unused_then_switch(*args):
         answer = real(*args)
         time.sleep(1e-5)
         return answer
 
-    monkeypatch.setattr(flat, "_unused", unused_then_switch)
+    monkeypatch.setattr(pool_module, "_unused", unused_then_switch)
     old = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:
@@ -266,7 +266,7 @@ def test_pool_holds_at_most_max_free_bytes_of_unused_buffers():
     limit = 1 << 20
     pool = BufferPool(max_free_bytes=limit)
     assert pool.max_free_bytes == limit
-    for round_ in range(3):
+    for _ in range(3):
         held = [pool.lend(4096 + 16 * i, F32, CPU) for i in range(200)]  # ~3.3 MB, 200 sizes
         del held
         gc.collect()
@@ -344,7 +344,7 @@ def test_rss_stays_flat_over_many_particle_ops_of_many_sizes(monkeypatch):
     (before the fix: ~50 MB held here); with a 4 MiB limit RSS grows by little more
     than that, and not at all over the small particle's ops."""
     limit = 4 << 20
-    monkeypatch.setattr(flat.DEFAULT_POOL, "max_free_bytes", limit, raising=False)
+    monkeypatch.setattr(pool_module.DEFAULT_POOL, "max_free_bytes", limit, raising=False)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # no parallel regions to wait on when the cores are busy
     try:
@@ -357,7 +357,7 @@ def _many_sizes_then_many_ops(limit):
     sizes = [32768 + 16 * i for i in range(100)]  # 128 KiB each
     bases = [nyto.ParticleModule(Sized(n)) for n in sizes]
     net = nyto.ParticleModule(MLP())
-    flat.DEFAULT_POOL.clear()
+    pool_module.DEFAULT_POOL.clear()
     gc.collect()
     start = _rss_bytes()
     for _ in range(3):
@@ -373,34 +373,34 @@ def _many_sizes_then_many_ops(limit):
     slack = 12 << 20  # allocator and interpreter noise (measured: ~4 MiB)
     assert after_sizes - start < limit + slack, (after_sizes - start) / 2**20
     assert end - after_sizes < 4 << 20, (end - after_sizes) / 2**20
-    assert flat.DEFAULT_POOL.free_bytes() <= limit
+    assert pool_module.DEFAULT_POOL.free_bytes() <= limit
 
 
 def test_set_pool_limit_configures_the_default_pool():
-    old = flat.DEFAULT_POOL.max_free_bytes
+    old = pool_module.DEFAULT_POOL.max_free_bytes
     try:
-        flat.set_pool_limit(1 << 20)
-        assert flat.DEFAULT_POOL.max_free_bytes == 1 << 20
+        pool_module.set_pool_limit(1 << 20)
+        assert pool_module.DEFAULT_POOL.max_free_bytes == 1 << 20
         with pytest.raises(ValueError):
-            flat.set_pool_limit(-1)
+            pool_module.set_pool_limit(-1)
     finally:
-        flat.set_pool_limit(old)
+        pool_module.set_pool_limit(old)
 
 
 # ------------------------------------------------------ D7: O(1) lending
 
 class _Counter:
-    """Counts the pool's per-buffer "is it unused?" checks (``flat._unused``)."""
+    """Counts the pool's per-buffer "is it unused?" checks (``pool_module._unused``)."""
 
     def __init__(self, monkeypatch):
         self.calls = 0
-        real = flat._unused
+        real = pool_module._unused
 
         def counted(*a):
             self.calls += 1
             return real(*a)
 
-        monkeypatch.setattr(flat, "_unused", counted)
+        monkeypatch.setattr(pool_module, "_unused", counted)
 
     def during(self, fn) -> int:
         before = self.calls
@@ -440,23 +440,100 @@ def test_particle_op_cost_does_not_grow_with_live_particles(monkeypatch):
     del live
 
 
-def test_replacing_live_particles_one_by_one_reuses_their_buffers(monkeypatch):
+class _Wide(nyto.NytoModule):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(33, 17)
+
+
+def _by_operators(member, best):
+    return 0.5 * member + 0.5 * best
+
+
+def _by_products(member, best):
+    return (0.5 * best.product() + 0.5 * member.product()).module()
+
+
+@pytest.mark.parametrize("model, k, subset, rounds, combine, seed", [
+    pytest.param(MLP, 20, 8, 10, _by_operators, 1, id="operators"),
+    pytest.param(_Wide, 12, 6, 5, _by_products, 0, id="products-more-live-than-max-free"),
+])
+def test_replacing_live_particles_one_by_one_reuses_their_buffers(monkeypatch, model, k, subset, rounds, combine,
+                                                                    seed):
     """The seed's APSO loop, with K particles alive and each replaced in turn: after
-    the first round every new particle reuses a freed buffer (no fresh allocation)."""
+    the first round every new particle reuses a freed buffer (no fresh allocation,
+    no page faults)."""
     import random
-    first = nyto.ParticleModule(MLP())
-    swarm = [first] + [first.randn() for _ in range(19)]
-    rng = random.Random(1)
+    first = nyto.ParticleModule(model())
+    swarm = [first] + [first.randn() for _ in range(k - 1)]
+    rng = random.Random(seed)
 
     def apso_round():
-        best, *others = rng.sample(range(20), 8)
+        best, *others = rng.sample(range(k), subset)
         for i in others:
-            swarm[i] = (0.5 * swarm[i] + 0.5 * swarm[best])
+            swarm[i] = combine(swarm[i], swarm[best])
 
     apso_round()
     fresh = []
-    real = flat._fresh
-    monkeypatch.setattr(flat, "_fresh", lambda *a: fresh.append(a) or real(*a))
-    for _ in range(10):
+    real = pool_module._fresh
+    monkeypatch.setattr(pool_module, "_fresh", lambda *a: fresh.append(a) or real(*a))
+    for _ in range(rounds):
         apso_round()
     assert fresh == []
+
+
+# ------------------------------------------------- give, take and max_free
+
+def test_pool_reuses_only_unreferenced_buffers():
+    pool = BufferPool()
+    buf = torch.empty(100)
+    view = buf[3:10]
+    address = buf.data_ptr()
+    pool.give([buf])
+    del buf  # only the pool holds the tensor now, but the view still uses its storage
+    cpu = torch.device("cpu")
+    assert pool.take(100, torch.float32, cpu).data_ptr() != address
+    del view
+    again = pool.take(100, torch.float32, cpu)
+    assert again.data_ptr() == address
+    assert pool.take(100, torch.float32, cpu).data_ptr() != address  # handed out once
+
+
+@pytest.mark.parametrize("size", [1, 4096])
+def test_pool_does_not_hand_out_a_buffer_still_held(size):
+    pool = BufferPool()
+    held = torch.zeros(size)
+    pool.give([held])
+    fresh = pool.take(size, torch.float32, torch.device("cpu"))
+    assert fresh is not held
+
+
+def test_pool_keeps_at_most_max_free_unused_buffers():
+    pool = BufferPool(max_free=2)
+    held = [torch.empty(8) for _ in range(5)]
+    pool.give(held)
+    assert pool.free_bytes() == 0  # all in use: tracked, no memory of the pool's own
+    del held
+    assert pool.free_bytes() == 2 * 8 * 4  # the 5 now unused buffers, down to 2
+    a, b = pool.take(8, torch.float32, torch.device("cpu")), pool.take(8, torch.float32, torch.device("cpu"))
+    assert a.data_ptr() != b.data_ptr()
+    assert pool.free_bytes() == 0
+
+
+def test_pool_lends_tracked_buffers_and_keeps_at_most_max_free_unused():
+    pool = BufferPool(max_free=1)
+    cpu = torch.device("cpu")
+    first = pool.lend(16, torch.float32, cpu)
+    address = first.data_ptr()
+    second = pool.lend(16, torch.float32, cpu)  # first is held: a fresh one
+    assert second.data_ptr() != address
+    del first
+    again = pool.lend(16, torch.float32, cpu)  # the unused one, recycled: a new tensor on it
+    assert again.data_ptr() == address
+    del second, again
+    held = [pool.lend(16, torch.float32, cpu) for _ in range(5)]  # one or two reused, the rest fresh
+    assert len({t.data_ptr() for t in held}) == 5
+    del held  # five unused now: max_free of them are kept
+    assert pool.free_bytes() == pool.max_free * 16 * 4
+    kept = pool.lend(16, torch.float32, cpu)
+    assert pool.free_bytes() == 0 and kept.numel() == 16

@@ -1,5 +1,5 @@
 """ParamProduct: zero-copy products, views, product_, lazy affine fusion, raw
-operators, blend/axpby/lincomb, mixed dtypes (nytorch_ext.product)."""
+operators, blend/axpby/lincomb, mixed dtypes (nytorch_ext.particles.product)."""
 from __future__ import annotations
 
 import math
@@ -15,7 +15,7 @@ from particle_models import Lin, Mixed, Net, assert_values, inside, species, sto
 
 @pytest.fixture
 def lincomb_calls(monkeypatch):
-    """Counts calls of ops.lincomb made by nytorch_ext.product."""
+    """Counts calls of ops.lincomb made by nytorch_ext.particles.product."""
     calls = []
     real = nytorch_ext.particles.product.ops.lincomb
 
@@ -58,7 +58,7 @@ def test_product_is_zero_copy():
     assert all(inside(p, buf) for p in params)
     assert buf.data_ptr() == min(p.data_ptr() for p in params)
     # the views in P.params are the module's values
-    for pid, t in P.params.items():
+    for t in P.params.values():
         assert storage_ptr(t) == storage_ptr(buf)
     assert a.product().buffers()[0].data_ptr() == buf.data_ptr()  # no re-flatten between calls
 
@@ -67,7 +67,7 @@ def test_product_params_are_keyed_by_param_id():
     a = Net()
     P = a.product()
     assert list(P.params) == sorted(P.params)
-    for name, p in a.named_parameters():
+    for p in a.parameters():
         assert torch.equal(P.params[a.get_param_id(p)], p)
     assert P.module_id == nyto.ROOT_MODULE_ID
     assert P.kernel is a._particle_kernel and P.vdata is species(a)
@@ -542,7 +542,7 @@ def test_product_into_its_own_particle_then_the_expression_keeps_its_value(kind)
 def test_a_temporary_expression_is_written_in_one_pass_without_copy_on_write(kind):
     """``a.product_(expr)`` with a temporary: its snapshots of ``a`` are dropped
     before the write, so ``a``'s buffer keeps its memory (no copy made)."""
-    from nytorch_ext.particles.product import _data_address
+    from nytorch_ext.particles.memory import data_address as _data_address
     a = MyModel() if kind == "nyto" else nyto.ParticleModule(MyModel())
     b = a.clone()
     st = model_storage(a)
