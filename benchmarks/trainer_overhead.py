@@ -18,8 +18,7 @@ machine, and the one held to the target < 1.05), and the ratio of the minimums.
 ``--model tiny`` (almost no compute per step) shows the per-step overhead at its
 largest.
 
-Run: ``python benchmarks/trainer_overhead.py`` (about 40 s on 2 CPU cores;
-``--help`` for the workload options).
+Run: ``python benchmarks/trainer_overhead.py`` (``--help`` for the workload options).
 """
 from __future__ import annotations
 
