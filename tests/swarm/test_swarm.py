@@ -94,8 +94,8 @@ def test_apso_step_is_one_multi_blend_call_per_group(monkeypatch):
     pool = Swarm(make_pool(12, extra_double=True))  # float32 and float64 groups
     assert len(pool.buffers()) == 2
     calls = []
-    real = ops._multi_blend  # the implementation behind ops.multi_blend_ (compiled or fallback)
-    monkeypatch.setattr(ops, "_multi_blend", lambda *a, **k: calls.append(len(a[0])) or real(*a, **k))
+    real = ops._impl.multi_blend_  # the implementation behind ops.multi_blend_ (compiled or fallback)
+    monkeypatch.setattr(ops._impl, "multi_blend_", lambda *a, **k: calls.append(len(a[0])) or real(*a, **k))
     result = pool.apso_step(torch.rand(12), 0.5, 6, generator=torch.Generator().manual_seed(0))
     assert len(calls) == 2 and calls[0] == calls[1] == len(result.blended)
 
