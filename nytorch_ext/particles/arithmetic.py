@@ -7,10 +7,15 @@ the number/tensor itself, after checking species).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ..ops.validation import number
 
 
 class ParticleArithmetic:
+    if TYPE_CHECKING:  # supplied by the class (declared here for the type checker only)
+        def product(self) -> Any: ...
+        def _assign(self, product: Any, consumed: bool) -> Any: ...
     def _other_product(self, other):  # pragma: no cover - supplied by the class
         raise NotImplementedError
 

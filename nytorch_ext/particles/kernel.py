@@ -10,8 +10,8 @@ on them stay valid.
 
 The parts live beside it: the species and its change log (:mod:`.species`),
 reading the tree (:mod:`.scan`), replaying a change (:mod:`.replay`) and copying
-the tree into a new particle (:mod:`.build_plan`). Their names are re-exported
-here, where they used to be.
+the tree into a new particle (:mod:`.build_plan`); their public names stay
+importable from here (``__all__``) for callers of ``nytorch_ext.particles.kernel``.
 """
 from __future__ import annotations
 

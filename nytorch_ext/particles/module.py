@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import warnings
-from typing import Callable, Optional
+from typing import Callable, Optional, cast
 
 import torch
 from torch import Tensor, nn
@@ -29,6 +29,9 @@ class NytoModuleBase(nn.Module):
     """The part every particle module shares: its kernel and module id."""
 
     _is_nyto_module = True
+    # In the instance __dict__ (set directly, past nn.Module.__setattr__):
+    _module_id: int
+    _particle_kernel: ParticleKernel | None  # None: the root of a ParticleModule
 
     def __init__(self) -> None:
         super().__init__()
@@ -204,7 +207,7 @@ class NytoModule(ParticleArithmetic, NytoModuleBase):
         if isinstance(other, NytoModuleBase):
             if other._kernel().species is not self._kernel().species:
                 raise SpeciesError(DIFFERENT_SPECIES.format(what="particles"))
-            return other.product()
+            return other.product()  # type: ignore[operator]  # every particle module defines product()
         if isinstance(other, ParamProduct):
             raise SpeciesError("a module cannot be combined with a product; use module.product()")
         return other
@@ -214,7 +217,7 @@ class NytoModule(ParticleArithmetic, NytoModuleBase):
         kernel = self._kernel()
         kernel.touch()
         clone = kernel.build(kernel.product(self._module_id))
-        new_kernel = clone._particle_kernel
+        new_kernel = clone.__dict__["_particle_kernel"]
         species = Species()
         species.config = {pid: c.copy() for pid, c in kernel.species.config.items()}
         species.next_pid, species.next_mid = kernel.species.next_pid, kernel.species.next_mid
@@ -227,7 +230,7 @@ class NytoModule(ParticleArithmetic, NytoModuleBase):
                     module._parameters[name] = kernel.params[pid]
         new_kernel.params = type(kernel.params)(kernel.params)
         new_kernel.storage = None
-        return clone
+        return cast(NytoModule, clone)
 
     # -------------------------------------------------------------- config
 
@@ -242,6 +245,7 @@ class NytoModule(ParticleArithmetic, NytoModuleBase):
     def _config_scope(self, name: Optional[str]):
         kernel = self._kernel()
         kernel.touch()
+        scope: object
         if name is None:
             scope = self
         else:

@@ -159,7 +159,7 @@ class ParamProduct:
         return (len(self._leaves) == 1 and self._coeffs[0] == 1.0 and self._bias == 0.0
                 and (self._live or self._owners[0] is None))
 
-    def _reads(self, storage) -> bool:
+    def _reads(self, storage: Storage) -> bool:
         """Some leaf snapshots ``storage`` (and still shares its memory)."""
         return any(owner is storage and same_memory(leaf, storage.buffers)
                    for leaf, owner in zip(self._leaves, self._owners)) and not self._live
@@ -182,7 +182,7 @@ class ParamProduct:
             for g, target in enumerate(out):
                 ops.lincomb(self._coeffs, [leaf[g] for leaf in leaves], self._bias, out=target)
 
-    def _evaluate_onto(self, storage, consumed: bool) -> None:
+    def _evaluate_onto(self, storage: Storage, consumed: bool) -> None:
         """Write the value into ``storage``'s own buffers (the same layout). A leaf
         that snapshots ``storage`` is read from ``storage`` itself (exact aliasing,
         one pass). When the product is a temporary (``consumed``) its snapshots are

@@ -86,8 +86,8 @@ class Storage:
         """Row ``index`` of a contiguous [K, N] ``base``, as a flat buffer with its
         own version counter (a plain view shares base's, so a write to one member
         would look like a write to all): what :meth:`ParticleKernel.adopt` takes."""
-        n = base.shape[1]
-        return own_version_view(base, base.storage_offset() + index * n, n)
+        n = int(base.shape[1])
+        return own_version_view(base, int(base.storage_offset()) + index * n, n)
 
 
 def blend_buffers_(targets: Sequence[Tensor], sources: Sequence[Tensor], alpha: float) -> None:

@@ -341,6 +341,19 @@ def test_blend_in_place_on_a_particle_product_updates_the_particle():
     assert all(p is q for p, q in zip(a.parameters(), params))
 
 
+@pytest.mark.parametrize("derive", [lambda P: P * 2.0, lambda P: (P * 2.0).clone()], ids=["lazy", "materialized"])
+def test_blend_in_place_on_a_derived_product_leaves_the_particle_alone(derive):
+    """A product that is not a particle's own (no storage of a particle behind it)
+    blends its own buffers."""
+    a, b = _pair()
+    before = values(a)
+    expected = _expect(a, lambda x, y: 0.7 * (2.0 * x) + 0.3 * y, b)
+    Q = derive(a.product())
+    assert Q.blend_(b.product(), 0.3) is Q
+    _close(Q.module(), expected)
+    assert_values(a, before)
+
+
 def test_blend_respects_non_operational_params():
     a, b = _pair()
     a.set_param_config(operational=False, name="scale")
