@@ -473,7 +473,7 @@ def test_other_cpu_capabilities(capability):
     script = textwrap.dedent(f"""
         import torch
         from nytorch_ext import ops
-from nytorch_ext.ops import philox as _philox
+        from nytorch_ext.ops import philox as _philox
         assert ops.backend_info()["cpu_simd"] == "{capability}", ops.backend_info()
         for dtype in (torch.float32, torch.float64, torch.bfloat16):
             n = 4099
