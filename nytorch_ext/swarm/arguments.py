@@ -88,7 +88,8 @@ def member_losses(losses, size: int) -> list[float]:
         elif isinstance(x, Tensor):
             raise ValueError(f"losses[{i}] must be a number or a 0-d tensor, got a tensor of shape "
                              f"{tuple(x.shape)}; losses must be 1-D, one entry per member")
-        values.append(number(x, f"losses[{i}]", finite=False))
+        # a float is a real number as it stands: only other values go through the rule
+        values.append(x if type(x) is float else number(x, f"losses[{i}]", finite=False))
     if len(values) != size:
         raise ValueError(f"losses has {len(values)} entries but the pool has {size} members")
     bad = [i for i, x in enumerate(values) if math.isnan(x)]
