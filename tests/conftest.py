@@ -2,8 +2,9 @@
 
 ``backend`` runs a test once on the compiled kernels (``nytorch_ext._C``, via the
 registered ``torch.ops.nytorch_ext`` ops) and once on the pure-PyTorch fallback
-(``nytorch_ext._fallback``), by swapping the implementation globals that the
-public functions in ``nytorch_ext.ops`` call.
+(``nytorch_ext.ops.fallback``), by swapping every op of the registry
+(``nytorch_ext.ops.registry.OPS``) that the public functions in
+``nytorch_ext.ops`` call (``ops._impl``).
 """
 from __future__ import annotations
 

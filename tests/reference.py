@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from nytorch_ext import ops
-from nytorch_ext.ops import fallback as _fallback
+from nytorch_ext.ops import registry
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 SIZES = [0, 1, 3, 4, 5, 127, 65535, 65536, 65537, 1_000_003]
@@ -56,19 +56,9 @@ def dtype_id(dtype: torch.dtype) -> str:
 
 BACKENDS = ["compiled", "fallback"]
 
-# nytorch_ext.ops global -> nytorch_ext._fallback function of the same op.
-FALLBACK_IMPLS = {
-    "_axpby": "axpby",
-    "_axpby_out": "axpby_out",
-    "_blend": "blend",
-    "_blend_out": "blend_out",
-    "_lincomb": "lincomb",
-    "_lincomb_out": "lincomb_out",
-    "_multi_axpby": "multi_axpby_",
-    "_multi_blend": "multi_blend_",
-    "_blend_noise": "blend_noise_",
-    "_multi_blend_noise": "multi_blend_noise_",
-}
+# The ops of the registry that have a pure-PyTorch implementation: the ones the
+# backend fixture swaps.
+FALLBACK_OPS = [op for op in registry.OPS if op.python_impl is not None]
 
 
 def require_compiled() -> bool:
@@ -87,9 +77,8 @@ def use_backend(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
             pytest.skip(why)
         return
     assert name == "fallback", name
-    for global_name, fallback_name in FALLBACK_IMPLS.items():
-        monkeypatch.setattr(ops, global_name, getattr(_fallback, fallback_name))
-
+    for op in FALLBACK_OPS:
+        monkeypatch.setattr(ops._impl, op.name, op.python_impl)
 
 
 # ------------------------------------------------------------------- inputs

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import warnings
 
-import torch  # noqa: F401  (the extension links against libtorch: load it first)
+import torch  # the extension links against libtorch: load it first
+
+from .registry import OPS
 
 _C = None
 LOAD_ERROR: str | None = None
@@ -23,10 +25,9 @@ else:
     except ImportError as exc:  # pragma: no cover - depends on the install
         LOAD_ERROR = f"{type(exc).__name__}: {exc}"
 
-# Every op the Python side registers fakes and autograd for. An older build of _C
-# (sources updated, extension not rebuilt) lacks some: use the fallback, and say so.
-REQUIRED_OPS = ("axpby", "axpby_out", "blend", "blend_out", "lincomb", "lincomb_out",
-                "multi_axpby_", "multi_blend_", "blend_noise_", "multi_blend_noise_", "_views")
+# Every op of the registry that _C must define. An older build of _C (sources
+# updated, extension not rebuilt) lacks some: use the fallback, and say so.
+REQUIRED_OPS = tuple(op.name for op in OPS if op.required)
 
 
 # Plain Python functions of `_C` (metadata helpers outside the dispatcher).
@@ -59,8 +60,11 @@ if _C is None:
 BUILD_INFO: dict = _C.build_info() if _C is not None else {"cpu": None, "cuda": False}
 
 
-def native(name: str, python_impl):
-    """The one place that chooses compiled vs Python for a helper function of
-    ``_C`` (metadata helpers outside the dispatcher): ``_C.<name>`` when the
-    extension is loaded, else ``python_impl`` (the same contract in plain Python)."""
-    return getattr(_C, name) if _C is not None else python_impl
+def native(name: str, python_impl, *, op: bool = False):
+    """The one place that chooses compiled vs Python: when the extension is
+    loaded, the op ``torch.ops.nytorch_ext.<name>`` (``op=True``, its default
+    overload) or the plain function ``_C.<name>`` (a metadata helper outside the
+    dispatcher); else ``python_impl``, the same contract in plain PyTorch."""
+    if _C is None:
+        return python_impl
+    return getattr(torch.ops.nytorch_ext, name).default if op else getattr(_C, name)

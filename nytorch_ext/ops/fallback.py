@@ -1,14 +1,13 @@
 """Pure-PyTorch implementations of the fused ops, with the compiled ops' signatures.
 
 Used when nytorch_ext._C is missing, and for CUDA tensors when the extension was
-built without CUDA kernels. Same argument rules (see _checks.py) in the same
-order as the compiled ops: first, with grad mode on, no tensor of an out=,
-in-place or list form may require grad (the compiled ops' Autograd kernel);
-then the kernels' checks. Same math in the same precision: half types are
+built without CUDA kernels (see registry.py: the registry adds the compiled ops'
+Autograd rule to the mutating forms). Same argument rules (validation.py) in the
+same order as the kernels. Same math in the same precision: half types are
 computed in float32 and rounded once; the blend is torch.lerp, the same
 two-sided formula as the kernels (|w| < 0.5 picks the branch).
 
-The noise forms draw the same normals as the kernels (_philox.philox_normal), but
+The noise forms draw the same normals as the kernels (philox.philox_normal), but
 unlike the kernels they materialize them: one opmath buffer per target.
 """
 from __future__ import annotations
@@ -17,123 +16,111 @@ from typing import Sequence
 
 import torch
 
-from . import philox as _philox, validation as _checks
+from . import philox, validation as check
+
+Tensor = torch.Tensor
 
 
-def _opmath(t: torch.Tensor) -> torch.Tensor:
+def _opmath(t: Tensor) -> Tensor:
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def _new_like(t: Tensor) -> Tensor:
+    return torch.empty_like(t, memory_format=torch.contiguous_format)
 
 
 # The computations, on validated arguments (the allocating forms run them with
 # autograd recording: they are differentiable).
 
-def _axpby_into(out, a: float, x, b: float, y) -> None:
+def _axpby_into(out: Tensor, a: float, x: Tensor, b: float, y: Tensor) -> None:
     out.copy_(_opmath(x) * a + _opmath(y) * b)
 
 
-def _blend_into(out, x, y, alpha: float) -> None:
+def _blend_into(out: Tensor, x: Tensor, y: Tensor, alpha: float) -> None:
     out.copy_(torch.lerp(_opmath(x), _opmath(y), alpha))
 
 
-def _lincomb_into(out, coeffs, tensors, bias: float) -> None:
+def _lincomb_into(out: Tensor, coeffs: Sequence[float], tensors: Sequence[Tensor], bias: float) -> None:
     acc = _opmath(tensors[0]) * coeffs[0]
     for c, t in zip(coeffs[1:], tensors[1:]):
         acc = acc + _opmath(t) * c
     out.copy_(acc + bias)
 
 
-# ------------------------------------------------------------------ the ops
+def _blend_noise_into(t: Tensor, src: Tensor, weight: float, noise_scale: float, seed: int, stream: int) -> None:
+    blended = torch.lerp(_opmath(t), _opmath(src), weight)
+    if noise_scale == 0.0:  # exactly the blend, as the kernels (a -0.0 stays -0.0)
+        t.copy_(blended)
+        return
+    z = philox.philox_normal(t.numel(), seed, stream, blended.dtype, t.device).view(t.shape)
+    t.copy_(blended + noise_scale * z)
 
-def axpby_out(a: float, x, b: float, y, *, out) -> None:
-    _checks.not_differentiable("axpby_out", (x, "x"), (y, "y"), (out, "out"))
-    _checks.axpby_out(out, a, x, b, y)
+
+# ------------------------------------------------------- the allocating forms
+# Differentiable through autograd's own record of the computation.
+
+def axpby(a: float, x: Tensor, b: float, y: Tensor) -> Tensor:
+    check.pair_result(x, y, (a, "a"), (b, "b"))
+    out = _new_like(x)
+    _axpby_into(out, a, x, b, y)
+    return out
+
+
+def blend(x: Tensor, y: Tensor, alpha: float) -> Tensor:
+    check.pair_result(x, y, (alpha, "alpha"))
+    out = _new_like(x)
+    _blend_into(out, x, y, alpha)
+    return out
+
+
+def lincomb(coeffs: Sequence[float], tensors: Sequence[Tensor], bias: float = 0.0) -> Tensor:
+    check.combination_result(coeffs, tensors, bias)
+    out = _new_like(tensors[0])
+    _lincomb_into(out, coeffs, tensors, bias)
+    return out
+
+
+# --------------------------------------------- the out=, in-place and list forms
+
+def axpby_out(a: float, x: Tensor, b: float, y: Tensor, *, out: Tensor) -> None:
+    check.pair_out(out, x, y, (a, "a"), (b, "b"))
     _axpby_into(out, a, x, b, y)
 
 
-def blend_out(x, y, alpha: float, *, out) -> None:
-    _checks.not_differentiable("blend_out", (x, "x"), (y, "y"), (out, "out"))
-    _checks.blend_out(out, x, y, alpha)
+def blend_out(x: Tensor, y: Tensor, alpha: float, *, out: Tensor) -> None:
+    check.pair_out(out, x, y, (alpha, "alpha"))
     _blend_into(out, x, y, alpha)
 
 
-def lincomb_out(coeffs: Sequence[float], tensors: Sequence[torch.Tensor], bias: float, *, out) -> None:
-    _checks.not_differentiable("lincomb_out", (tensors, "tensors"), (out, "out"))
-    _checks.lincomb_out(out, coeffs, tensors, bias)
+def lincomb_out(coeffs: Sequence[float], tensors: Sequence[Tensor], bias: float, *, out: Tensor) -> None:
+    check.combination_out(out, coeffs, tensors, bias)
     _lincomb_into(out, coeffs, tensors, bias)
 
 
-def multi_axpby_(outs, a: float, xs, b: float, ys) -> None:
-    _checks.not_differentiable("multi_axpby_", (outs, "outs"), (xs, "xs"), (ys, "ys"))
-    _checks.multi_axpby(outs, xs, ys, a=a, b=b)
+def multi_axpby_(outs: Sequence[Tensor], a: float, xs: Sequence[Tensor], b: float, ys: Sequence[Tensor]) -> None:
+    check.pair_lists(outs, xs, ys, a, b)
     for o, x, y in zip(outs, xs, ys):
         _axpby_into(o, a, x, b, y)
 
 
-def multi_blend_(targets, sources, alphas: Sequence[float], shared_source: bool = False) -> None:
-    _checks.not_differentiable("multi_blend_", (targets, "targets"), (sources, "sources"))
-    _checks.multi_blend(targets, sources, alphas, shared_source=shared_source)
+def multi_blend_(targets: Sequence[Tensor], sources: Sequence[Tensor], alphas: Sequence[float],
+                 shared_source: bool = False) -> None:
+    check.target_lists(targets, sources, alphas, shared_source)
     for i, t in enumerate(targets):
         src = sources[0 if len(sources) == 1 else i]
         alpha = alphas[0 if len(alphas) == 1 else i]
         _blend_into(t, t, src, alpha)
 
 
-def _blend_noise_into(t, src, weight: float, noise_scale: float, seed: int, stream: int) -> None:
-    blended = torch.lerp(_opmath(t), _opmath(src), weight)
-    if noise_scale == 0.0:  # exactly the blend, as the kernels (a -0.0 stays -0.0)
-        t.copy_(blended)
-        return
-    z = _philox.philox_normal(t.numel(), seed, stream, blended.dtype, t.device).view(t.shape)
-    t.copy_(blended + noise_scale * z)
-
-
-def blend_noise_(x, best, weight: float, noise_scale: float, seed: int, stream: int) -> None:
-    _checks.not_differentiable("blend_noise_", (x, "x"), (best, "best"))
-    _checks.blend_noise(x, best, weight, noise_scale)
+def blend_noise_(x: Tensor, best: Tensor, weight: float, noise_scale: float, seed: int, stream: int) -> None:
+    check.noisy_target(x, best, weight, noise_scale)
     _blend_noise_into(x, best, weight, noise_scale, seed, stream)
 
 
-def multi_blend_noise_(targets, sources, weights: Sequence[float], noise_scale: float, seed: int,
-                       streams: Sequence[int], shared_source: bool = False) -> None:
-    _checks.not_differentiable("multi_blend_noise_", (targets, "targets"), (sources, "sources"))
-    _checks.multi_blend_noise(targets, sources, weights, noise_scale, streams, shared_source=shared_source)
+def multi_blend_noise_(targets: Sequence[Tensor], sources: Sequence[Tensor], weights: Sequence[float],
+                       noise_scale: float, seed: int, streams: Sequence[int], shared_source: bool = False) -> None:
+    check.noisy_target_lists(targets, sources, weights, noise_scale, streams, shared_source)
     for i, t in enumerate(targets):
         src = sources[0 if len(sources) == 1 else i]
         weight = weights[0 if len(weights) == 1 else i]
         _blend_noise_into(t, src, weight, noise_scale, seed, streams[i])
-
-
-# ------------------------------------------------------- the allocating forms
-# Differentiable through autograd's own record of the computation.
-
-def axpby(a: float, x, b: float, y) -> torch.Tensor:
-    _checks.floating(x, "x")
-    _checks.same(y, "y", x, "x")
-    out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    x, y = x.contiguous(), y.contiguous()
-    _checks.axpby_out(out, a, x, b, y)
-    _axpby_into(out, a, x, b, y)
-    return out
-
-
-def blend(x, y, alpha: float) -> torch.Tensor:
-    _checks.floating(x, "x")
-    _checks.same(y, "y", x, "x")
-    out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    x, y = x.contiguous(), y.contiguous()
-    _checks.blend_out(out, x, y, alpha)
-    _blend_into(out, x, y, alpha)
-    return out
-
-
-def lincomb(coeffs, tensors, bias: float = 0.0) -> torch.Tensor:
-    if len(coeffs) == 0:
-        raise ValueError("coeffs must not be empty")
-    if len(coeffs) != len(tensors):
-        raise ValueError(f"coeffs has {len(coeffs)} entries but tensors has {len(tensors)}")
-    _checks.floating(tensors[0], "tensors[0]")
-    out = torch.empty_like(tensors[0], memory_format=torch.contiguous_format)
-    tensors = [t.contiguous() for t in tensors]
-    _checks.lincomb_out(out, coeffs, tensors, bias)
-    _lincomb_into(out, coeffs, tensors, bias)
-    return out

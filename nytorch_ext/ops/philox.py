@@ -1,4 +1,4 @@
-"""The in-kernel Gaussian noise of ``blend_noise_`` / ``multi_blend_noise_``, in
+"""The in-kernel Gaussian noise of the fused noise ops (see nytorch_ext.ops), in
 plain PyTorch: the reference the kernels are tested against, and what the
 pure-PyTorch fallback adds (it materializes the noise; the compiled kernels never
 do, they draw it inside the fused pass).

@@ -1,9 +1,18 @@
-"""Argument rules of the fused ops, for the pure-PyTorch fallback, the fake
-implementations and the Python layer of the list forms.
+"""The one place that states the fused ops' argument rules in Python.
 
-They mirror csrc/checks.cpp and csrc/ops.cpp exactly (same exception types, the
-same argument names in the messages, the same order), so both backends accept
-and reject the same calls, and every check runs before any write.
+Three kinds of rule live here:
+
+* The kernels' rules (dtype, device, shape, contiguity, aliasing, scalar ranges,
+  list lengths), run by the pure-PyTorch fallback and the fake implementations.
+  They agree with csrc/checks.cpp and csrc/ops.cpp: the same exception types, the
+  same argument named first in the messages, checked in the same order, and every
+  check runs before any write (tests/ops/test_ops_agreement.py holds both sides to
+  it).
+* The argument conversions of the public functions (``scalar``, ``scalar_list``,
+  ``tensor``, ``tensor_list``, ``int64_bits``, ...): what the C++ side cannot do
+  (the dispatcher's own errors do not name the caller's argument).
+* The user-facing helpers of every layer above the ops: ``number``,
+  ``probability``, ``positive_int``.
 
 Aliasing: real tensors are compared by their memory addresses; FakeTensors (what
 torch.compile traces with) and meta tensors have none, but views of one tensor
@@ -19,23 +28,38 @@ from __future__ import annotations
 import math
 import numbers
 from bisect import bisect_right
-from typing import Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch._subclasses.fake_tensor import is_fake
 
+from .philox import uint64_bits
+
+Tensor = torch.Tensor
 FLOATING = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 FLOAT32_MAX = torch.finfo(torch.float32).max
+_INT64_MAX = (1 << 63) - 1
+
+# (value, name) of a scalar argument, checked against its tensors' dtype.
+NamedScalar = tuple[float, str]
 
 
-def floating(t, name: str) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a tensor, got {type(t).__name__}")
+# ------------------------------------------------------- tensors, one at a time
+
+def tensor(value: Any, name: str) -> Tensor:
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a tensor, got {type(value).__name__}")
+    return value
+
+
+def floating(t: Any, name: str) -> None:
+    if not isinstance(t, Tensor):
+        tensor(t, name)  # raises, naming the argument
     if t.dtype not in FLOATING:
         raise TypeError(f"{name} must be float32, float64, float16 or bfloat16, got {t.dtype}")
 
 
-def same(t, name: str, ref: torch.Tensor, ref_name: str) -> None:
+def same(t: Any, name: str, ref: Tensor, ref_name: str) -> None:
     floating(t, name)
     if t.dtype != ref.dtype:
         raise TypeError(f"{name} has dtype {t.dtype} but {ref_name} has dtype {ref.dtype}")
@@ -44,6 +68,24 @@ def same(t, name: str, ref: torch.Tensor, ref_name: str) -> None:
     if t.shape != ref.shape:
         raise ValueError(f"{name} has shape {tuple(t.shape)} but {ref_name} has shape {tuple(ref.shape)}")
 
+
+def contiguous(t: Tensor, name: str) -> None:
+    if not t.is_contiguous():
+        raise RuntimeError(
+            f"{name} must be contiguous (call .contiguous() first); in-place, out= and list forms never copy"
+        )
+
+
+def inplace_target(t: Any, name: str) -> Tensor:
+    """The tensor an in-place form writes. The kernels check their ``out`` before
+    the inputs' contiguity and would call a non-contiguous target "out": checked
+    here first, under the caller's name for it."""
+    floating(t, name)
+    contiguous(t, name)
+    return t
+
+
+# --------------------------------------------------------------------- scalars
 
 def finite(value: float, name: str) -> None:
     if not math.isfinite(value):
@@ -61,40 +103,69 @@ def scalar_range(value: float, name: str, dtype: torch.dtype) -> None:
                      f"{FLOAT32_MAX!r}, or Inf)")
 
 
-def not_differentiable(op: str, *named) -> None:
+def _scalar_ranges(scalars: Iterable[NamedScalar], dtype: torch.dtype) -> None:
+    for value, name in scalars:
+        scalar_range(value, name, dtype)
+
+
+def _shared_range(value: float, name: str, targets: Sequence[Tensor]) -> None:
+    """scalar_range for one scalar applied to every target (of one or several dtypes)."""
+    if targets and not all([t.dtype is torch.float64 for t in targets]):
+        scalar_range(value, name, next(t.dtype for t in targets if t.dtype is not torch.float64))
+
+
+def _per_target_range(values: Sequence[float], name: str, targets: Sequence[Tensor]) -> None:
+    """scalar_range for a per-target list (or one shared value) over targets
+    that may span several dtypes."""
+    if len(values) == 1:
+        _shared_range(values[0], f"{name}[0]", targets)
+        return
+    for k, (v, t) in enumerate(zip(values, targets)):
+        scalar_range(v, f"{name}[{k}]", t.dtype)
+
+
+# ------------------------------------------------------------------- gradients
+
+def constant_tensor(value: Tensor, name: str) -> None:
+    """A tensor given as a coefficient is taken as a constant: one that requires
+    grad (with grad mode on) would silently get no gradient, so it is an error."""
+    if value.requires_grad and torch.is_grad_enabled():
+        raise RuntimeError(f"{name} is a tensor that requires grad, but the ops take their coefficients as "
+                           f"constants (no gradient would reach it): pass {name}.detach() or a number")
+
+
+def not_differentiable(op: str, named: Iterable[tuple[Any, str]], allocating_forms: Sequence[str]) -> None:
     """The out=, in-place and list forms have no derivative: with grad mode on,
     any tensor of theirs that requires grad is an error naming it, checked in
     argument order (as the compiled ops' Autograd kernel does, csrc/ops.cpp).
-    ``named``: ``(tensor or list of tensors, name)`` pairs."""
+    ``named``: ``(argument, name)`` pairs; tensors and lists of tensors are
+    checked, other arguments skipped. ``allocating_forms``: the differentiable
+    ops, suggested instead."""
     if not torch.is_grad_enabled():
         return
     for value, name in named:
-        if isinstance(value, torch.Tensor):
+        if isinstance(value, Tensor):
             if value.requires_grad:
-                _requires_grad_error(op, name)
-        elif any([t.requires_grad for t in value]):
-            i = next(i for i, t in enumerate(value) if t.requires_grad)
-            _requires_grad_error(op, f"{name}[{i}]")
+                _requires_grad_error(op, name, allocating_forms)
+        elif isinstance(value, (list, tuple)) and any([isinstance(t, Tensor) and t.requires_grad for t in value]):
+            i = next(i for i, t in enumerate(value) if isinstance(t, Tensor) and t.requires_grad)
+            _requires_grad_error(op, f"{name}[{i}]", allocating_forms)
 
 
-def _requires_grad_error(op: str, name: str):
+def _requires_grad_error(op: str, name: str, allocating_forms: Sequence[str]):
     raise RuntimeError(
         f"{name} requires grad, but nytorch_ext::{op} (an out=, in-place or list form) does not support "
-        "automatic differentiation: call it under torch.no_grad(), or use the allocating form "
-        "(axpby, blend, lincomb)"
+        "automatic differentiation: call it under torch.no_grad(), or use the allocating "
+        f"form ({', '.join(allocating_forms)})"
     )
-
-
-def contiguous(t: torch.Tensor, name: str) -> None:
-    if not t.is_contiguous():
-        raise RuntimeError(
-            f"{name} must be contiguous (call .contiguous() first); in-place, out= and list forms never copy"
-        )
 
 
 # ------------------------------------------------------------------- aliasing
 
-def _span(t: torch.Tensor):
+Span = tuple[Any, int, int]
+
+
+def _span(t: Tensor) -> Span | None:
     """``(memory, begin, end)`` of a contiguous tensor's bytes, or None when it is
     empty or its extent is symbolic. ``memory`` is the address space: the device
     for real tensors (begin/end are addresses), the storage for fake and meta
@@ -114,17 +185,17 @@ def _span(t: torch.Tensor):
     return (t.device.type, -1 if t.device.index is None else t.device.index), begin, begin + n * size
 
 
-def _overlap(a, b) -> bool:
+def _overlap(a: Sequence, b: Sequence) -> bool:
     return a[0] == b[0] and a[1] < b[2] and b[1] < a[2]
 
 
-def overlaps(a: torch.Tensor, b: torch.Tensor) -> bool:
+def overlaps(a: Tensor, b: Tensor) -> bool:
     """Whether two tensors share any memory (both non-empty)."""
     sa, sb = _span(a), _span(b)
     return sa is not None and sb is not None and _overlap(sa, sb)
 
 
-def out_alias(out, inp, in_name: str, out_name: str = "out") -> None:
+def out_alias(out: Tensor, inp: Tensor, in_name: str, out_name: str = "out") -> None:
     """``out`` may be exactly ``inp`` or disjoint from it."""
     o, i = _span(out), _span(inp)
     if o is not None and i is not None and _overlap(o, i) and o != i:
@@ -134,12 +205,23 @@ def out_alias(out, inp, in_name: str, out_name: str = "out") -> None:
         )
 
 
-def same_memory(a, b) -> bool:
+def same_memory(a: Tensor, b: Tensor) -> bool:
     sa = _span(a)
     return sa is not None and sa == _span(b)
 
 
-def binary_out(out, x, y, aliasing: bool = True) -> None:
+# ------------------------------------------------- the single-output forms
+# "pair": out = f(x, y); "combination": out = sum_k coeffs[k]*tensors[k] + bias.
+# The allocating forms (``*_result``) accept non-contiguous inputs (they copy
+# them once) and write a fresh tensor, so only the input rules apply.
+
+def pair_result(x: Any, y: Any, *scalars: NamedScalar) -> None:
+    floating(x, "x")
+    same(y, "y", x, "x")
+    _scalar_ranges(scalars, x.dtype)
+
+
+def pair_out(out: Any, x: Any, y: Any, *scalars: NamedScalar, aliasing: bool = True) -> None:
     floating(x, "x")
     same(y, "y", x, "x")
     same(out, "out", x, "x")
@@ -150,26 +232,33 @@ def binary_out(out, x, y, aliasing: bool = True) -> None:
         out_name = "x" if same_memory(out, x) else "y" if same_memory(out, y) else "out"
         out_alias(out, x, "x", out_name)
         out_alias(out, y, "y", out_name)
+    _scalar_ranges(scalars, x.dtype)
 
 
-def axpby_out(out, a: float, x, b: float, y, aliasing: bool = True) -> None:
-    binary_out(out, x, y, aliasing)
-    scalar_range(a, "a", x.dtype)
-    scalar_range(b, "b", x.dtype)
-
-
-def blend_out(out, x, y, alpha: float, aliasing: bool = True) -> None:
-    binary_out(out, x, y, aliasing)
-    scalar_range(alpha, "alpha", x.dtype)
-
-
-def lincomb_out(out, coeffs: Sequence[float], tensors: Sequence[torch.Tensor], bias: float = 0.0,
-                aliasing: bool = True) -> None:
+def coefficient_count(coeffs: Sequence[float], tensors: Sequence[Any]) -> None:
     if len(coeffs) == 0:
         raise ValueError("coeffs must not be empty")
     if len(coeffs) != len(tensors):
         raise ValueError(f"coeffs has {len(coeffs)} entries but tensors has {len(tensors)}")
     floating(tensors[0], "tensors[0]")
+
+
+def _coefficient_ranges(coeffs: Sequence[float], bias: float, dtype: torch.dtype) -> None:
+    for k, c in enumerate(coeffs):
+        scalar_range(c, f"coeffs[{k}]", dtype)
+    scalar_range(bias, "bias", dtype)
+
+
+def combination_result(coeffs: Sequence[float], tensors: Sequence[Any], bias: float = 0.0) -> None:
+    coefficient_count(coeffs, tensors)
+    for k, t in enumerate(tensors):
+        same(t, f"tensors[{k}]", tensors[0], "tensors[0]")
+    _coefficient_ranges(coeffs, bias, tensors[0].dtype)
+
+
+def combination_out(out: Any, coeffs: Sequence[float], tensors: Sequence[Any], bias: float = 0.0,
+                    aliasing: bool = True) -> None:
+    coefficient_count(coeffs, tensors)
     for k, t in enumerate(tensors):
         same(t, f"tensors[{k}]", tensors[0], "tensors[0]")
         contiguous(t, f"tensors[{k}]")
@@ -179,14 +268,27 @@ def lincomb_out(out, coeffs: Sequence[float], tensors: Sequence[torch.Tensor], b
         out_name = "tensors[0]" if same_memory(out, tensors[0]) else "out"
         for k, t in enumerate(tensors):
             out_alias(out, t, f"tensors[{k}]", out_name)
-    dtype = tensors[0].dtype
-    for k, c in enumerate(coeffs):
-        scalar_range(c, f"coeffs[{k}]", dtype)
-    scalar_range(bias, "bias", dtype)
+    _coefficient_ranges(coeffs, bias, tensors[0].dtype)
 
 
-def multi(
-    outs: Sequence[torch.Tensor],
+def noisy_target(x: Any, best: Any, weight: float, noise_scale: float, aliasing: bool = True) -> None:
+    """x <- lerp(x, best, weight) + noise_scale * z, in place."""
+    finite(weight, "weight")
+    finite(noise_scale, "noise_scale")
+    floating(x, "x")
+    same(best, "best", x, "x")
+    contiguous(x, "x")
+    contiguous(best, "best")
+    if aliasing:
+        out_alias(x, best, "best", "x")
+    scalar_range(weight, "weight", x.dtype)
+    scalar_range(noise_scale, "noise_scale", x.dtype)
+
+
+# --------------------------------------------------------------- the list forms
+
+def lists(
+    outs: Sequence[Any],
     outs_name: str,
     inputs: Sequence[tuple],
     one_group: bool = True,
@@ -223,16 +325,16 @@ def multi(
             contiguous(tensors[j], f"{name}[{j}]")
             same(tensors[j], f"{name}[{j}]", out, out_name)
     if aliasing:
-        _multi_aliasing(outs, outs_name, inputs)
+        _lists_aliasing(outs, outs_name, inputs)
 
 
-def _multi_aliasing(outs, outs_name: str, inputs) -> None:
+def _lists_aliasing(outs: Sequence[Tensor], outs_name: str, inputs: Sequence[tuple]) -> None:
     """Outputs pairwise disjoint; an input may overlap only its own output, and
     only by being exactly the same memory (a shared input: no output at all).
     Sorted spans and binary search, as csrc/checks.cpp: O(n log n)."""
     spans = []
-    for i, o in enumerate(outs):
-        s = _span(o)
+    for i, out in enumerate(outs):
+        s = _span(out)
         if s is not None:
             spans.append((s[0], s[1], s[2], i))
     spans.sort()
@@ -259,79 +361,130 @@ def _multi_aliasing(outs, outs_name: str, inputs) -> None:
                 k += 1
 
 
-def _shared_range(value: float, name: str, targets) -> None:
-    """scalar_range for one scalar applied to every target (of one or several dtypes)."""
-    if targets and not all([t.dtype is torch.float64 for t in targets]):
-        scalar_range(value, name, next(t.dtype for t in targets if t.dtype is not torch.float64))
-
-
-def _per_target_range(values: Sequence[float], name: str, targets) -> None:
-    """scalar_range for a per-target list (or one shared value) over targets
-    that may span several dtypes."""
-    if len(values) == 1:
-        _shared_range(values[0], f"{name}[0]", targets)
-        return
-    for k, (v, t) in enumerate(zip(values, targets)):
-        scalar_range(v, f"{name}[{k}]", t.dtype)
-
-
-def multi_axpby(outs, xs, ys, one_group: bool = True, aliasing: bool = True, a: float = 0.0,
-                b: float = 0.0) -> None:
+def pair_lists(outs: Sequence[Any], xs: Sequence[Any], ys: Sequence[Any], a: float = 0.0, b: float = 0.0,
+               one_group: bool = True, aliasing: bool = True) -> None:
+    """outs[i] <- f(xs[i], ys[i]) with the scalars ``a`` and ``b``."""
     if len(xs) != len(outs):
         raise ValueError(f"xs has {len(xs)} tensors but outs has {len(outs)}")
     if len(ys) != len(outs):
         raise ValueError(f"ys has {len(ys)} tensors but outs has {len(outs)}")
-    multi(outs, "outs", [(xs, "xs"), (ys, "ys")], one_group, aliasing)
+    lists(outs, "outs", [(xs, "xs"), (ys, "ys")], one_group, aliasing)
     _shared_range(a, "a", outs)
     _shared_range(b, "b", outs)
 
 
-def multi_blend(targets, sources, alphas, one_group: bool = True, aliasing: bool = True,
-                alphas_name: str = "alphas", shared_source: bool = False) -> None:
+def target_lists(targets: Sequence[Any], sources: Sequence[Any], weights: Sequence[float],
+                 shared_source: bool = False, one_group: bool = True, aliasing: bool = True,
+                 weights_name: str = "alphas") -> None:
+    """targets[i] <- lerp(targets[i], sources[i] (or the shared sources[0]), weights[i] (or weights[0]))."""
     if len(sources) == 0 and len(targets) > 0:
         raise ValueError("sources must not be empty")
-    if not (len(alphas) == 1 or len(alphas) == len(targets)):
+    if not (len(weights) == 1 or len(weights) == len(targets)):
         raise ValueError(
-            f"{alphas_name} has {len(alphas)} entries but targets has {len(targets)} (give one, or one per target)"
+            f"{weights_name} has {len(weights)} entries but targets has {len(targets)} (give one, or one per target)"
         )
-    multi(targets, "targets", [(sources, "sources", shared_source)], one_group, aliasing)
-    _per_target_range(alphas, alphas_name, targets)
+    lists(targets, "targets", [(sources, "sources", shared_source)], one_group, aliasing)
+    _per_target_range(weights, weights_name, targets)
 
 
-def blend_noise(x, best, weight: float, noise_scale: float, aliasing: bool = True) -> None:
-    finite(weight, "weight")
-    finite(noise_scale, "noise_scale")
-    floating(x, "x")
-    same(best, "best", x, "x")
-    contiguous(x, "x")
-    contiguous(best, "best")
-    if aliasing:
-        out_alias(x, best, "best", "x")
-    scalar_range(weight, "weight", x.dtype)
-    scalar_range(noise_scale, "noise_scale", x.dtype)
-
-
-def multi_blend_noise(targets, sources, weights, noise_scale: float, streams, one_group: bool = True,
-                      aliasing: bool = True, shared_source: bool = False) -> None:
+def noisy_target_lists(targets: Sequence[Any], sources: Sequence[Any], weights: Sequence[float],
+                       noise_scale: float, streams: Sequence[int], shared_source: bool = False,
+                       one_group: bool = True, aliasing: bool = True) -> None:
+    """target_lists plus noise_scale * z_i, z_i drawn from streams[i]."""
     if len(streams) != len(targets):
         raise ValueError(f"streams has {len(streams)} entries but targets has {len(targets)} (give one per target)")
     for k, w in enumerate(weights):
         finite(w, f"weights[{k}]")
     finite(noise_scale, "noise_scale")
-    multi_blend(targets, sources, weights, one_group, aliasing, alphas_name="weights", shared_source=shared_source)
+    target_lists(targets, sources, weights, shared_source, one_group, aliasing, weights_name="weights")
     _shared_range(noise_scale, "noise_scale", targets)
+
+
+# ------------------------------------------- the public functions' arguments
+# The C++ ops cannot do these: the dispatcher converts Python arguments itself, and
+# its errors do not name the caller's argument.
+
+def scalar(value: Any, name: str) -> float:
+    """A coefficient of the ops: a real number or a one-element real tensor that
+    does not require grad (a constant). :func:`number` with the ops' rules, and a
+    fast path for the common case, a float."""
+    if type(value) is float:
+        return value
+    return number(value, name, finite=False, tensor=True, constant=True)
+
+
+def scalar_list(values: Any, name: str, each: Callable[[Any, str], Any] = scalar,
+                what: str = "numbers") -> list:
+    """A sequence (or tensor, ndarray) of ``what``, each converted by ``each``."""
+    if type(values) in (list, tuple) and _plain(values, each):
+        return list(values)  # the common case: no per-entry checks, no names built
+    if hasattr(values, "tolist") and not isinstance(values, (str, bytes)):  # tensor, ndarray
+        if isinstance(values, Tensor):
+            constant_tensor(values, name)
+        values = values.tolist()
+    if not isinstance(values, Sequence) or isinstance(values, (str, bytes)):
+        raise TypeError(f"{name} must be a sequence of {what}, got {type(values).__name__}")
+    return [each(v, f"{name}[{i}]") for i, v in enumerate(values)]
+
+
+def _plain(values: Sequence, each: Callable) -> bool:
+    """Whether every entry is already what ``each`` returns for it (floats for
+    :func:`scalar`, ints in [0, 2**63) for :func:`int64_bits`)."""
+    if each is scalar:
+        return all([type(v) is float for v in values])
+    if each is int64_bits:
+        return all([type(v) is int and 0 <= v <= _INT64_MAX for v in values])
+    return False
+
+
+def one_or_many(values: Any, name: str) -> list[float]:
+    """One number, or a sequence (or 1-D tensor) of them, as a list of floats."""
+    if (isinstance(values, Sequence) or hasattr(values, "tolist")) and getattr(values, "ndim", 1) != 0:
+        return scalar_list(values, name)
+    return [scalar(values, name)]
+
+
+def tensor_list(values: Any, name: str) -> list[Tensor]:
+    if isinstance(values, Tensor) or not isinstance(values, Sequence):
+        raise TypeError(f"{name} must be a list or tuple of tensors, got {type(values).__name__}")
+    values = list(values)
+    if not all([isinstance(t, Tensor) for t in values]):
+        i = next(i for i, t in enumerate(values) if not isinstance(t, Tensor))
+        raise TypeError(f"{name}[{i}] must be a tensor, got {type(values[i]).__name__}")
+    return values
+
+
+def shared_or_list(source: Any, name: str) -> tuple[list[Tensor], bool]:
+    """One tensor shared by every target (as a one-entry list, and True), or a
+    list with one tensor per target (and False)."""
+    if isinstance(source, Tensor):
+        return [source], True
+    return tensor_list(source, name), False
+
+
+def int64_bits(value: Any, name: str) -> int:
+    """A 64-bit seed or stream: an int in [-2**63, 2**64), returned as the int64
+    with the same bits (what the ops take)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    bits = uint64_bits(int(value), name)
+    return bits - (1 << 64) if bits > _INT64_MAX else bits
 
 
 # ------------------------------------------------------------- user-facing arguments
 # The one place that decides what a number, a probability and a positive int are, for
 # every layer above the ops (particles, swarm, train). bool is never a number here.
 
-def number(value, name: str, *, finite: bool = True, minimum: float | None = None,
-           tensor: bool = False, type_error: type = TypeError) -> float:
-    """``value`` as a float: a real number (a one-element tensor too when ``tensor``),
-    finite when ``finite``, ``>= minimum`` when given. Raises ``type_error`` for a
-    value that is not a number and ValueError for one out of range, naming ``name``."""
-    if tensor and isinstance(value, torch.Tensor) and value.numel() == 1:
+def number(value: Any, name: str, *, finite: bool = True, minimum: float | None = None,
+           tensor: bool = False, type_error: type[Exception] = TypeError, constant: bool = False) -> float:
+    """``value`` as a float: a real number (a one-element real tensor too when
+    ``tensor``), finite when ``finite``, ``>= minimum`` when given. Raises
+    ``type_error`` for a value that is not a number and ValueError for one out of
+    range, naming ``name``. With ``constant``, a tensor that requires grad (grad
+    mode on) is a RuntimeError: its value is taken, so no gradient would reach it."""
+    if tensor and isinstance(value, Tensor) and value.numel() == 1:
+        if constant:
+            constant_tensor(value, name)
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise type_error(f"{name} must be a real number, got {type(value).__name__}")
@@ -343,7 +496,7 @@ def number(value, name: str, *, finite: bool = True, minimum: float | None = Non
     return value
 
 
-def probability(value, name: str, *, open_interval: bool = True) -> float:
+def probability(value: Any, name: str, *, open_interval: bool = True) -> float:
     """``value`` as a float in (0, 1) (``open_interval``) or [0, 1]."""
     value = number(value, name)
     if not (0.0 < value < 1.0 if open_interval else 0.0 <= value <= 1.0):
@@ -352,7 +505,7 @@ def probability(value, name: str, *, open_interval: bool = True) -> float:
     return value
 
 
-def positive_int(value, name: str, *, minimum: int = 1, type_error: type = TypeError) -> int:
+def positive_int(value: Any, name: str, *, minimum: int = 1, type_error: type[Exception] = TypeError) -> int:
     """``value`` as an int ``>= minimum`` (bool is not an int here)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise type_error(f"{name} must be an int >= {minimum}, got {type(value).__name__}")

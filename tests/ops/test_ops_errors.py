@@ -318,23 +318,23 @@ _ma("ys2-partially-overlaps-outs1", RuntimeError, r"ys\[2\] overlaps outs\[1\]",
 # Mixed dtypes: the Python layer groups the list by dtype; when a later group is
 # bad, the earlier (valid) groups must not have been written either.
 def _mixed(D, bad):
-    O = other(D)
-    dts = [D, O, D, O]
+    OD = other(D)
+    dts = [D, OD, D, OD]
     outs = [t(dt, seed=40 + i) for i, dt in enumerate(dts)]
     xs = [t(dt, seed=50 + i) for i, dt in enumerate(dts)]
     ys = [t(dt, seed=60 + i) for i, dt in enumerate(dts)]
     extra = []
     if bad == "shape":
-        xs[3] = t(O, N + 1)
+        xs[3] = t(OD, N + 1)
     elif bad == "dtype":
         ys[3] = t(D)
     elif bad == "noncontiguous":
-        ys[1], base = noncontig(O)
+        ys[1], base = noncontig(OD)
         extra.append(base)
     elif bad == "int":
         outs[3] = xs[3] = ys[3] = torch.zeros(N, dtype=torch.int64)
     elif bad == "meta":
-        xs[3] = meta(O)
+        xs[3] = meta(OD)
     return outs, xs, ys, 0.5, 2.0, extra
 
 
@@ -430,20 +430,20 @@ _mb("targets-is-a-tensor", TypeError, r"^targets\b", lambda D: (t(D), t(D)))
 
 
 def _mixed_blend(D, bad):
-    O = other(D)
-    dts = [D, O, D, O]
+    OD = other(D)
+    dts = [D, OD, D, OD]
     targets = [t(dt, seed=100 + i) for i, dt in enumerate(dts)]
     sources = [t(dt, seed=110 + i) for i, dt in enumerate(dts)]
     alphas, extra, source = 0.5, [], sources
     if bad == "noncontiguous":
-        sources[3], base = noncontig(O)
+        sources[3], base = noncontig(OD)
         extra.append(base)
     elif bad == "alphas":
         alphas = [0.1, 0.2, 0.3]
     elif bad == "shared-source":
         source = t(D)
     elif bad == "shape":
-        sources[1] = t(O, N - 1)
+        sources[1] = t(OD, N - 1)
     return targets, source, alphas, extra
 
 
@@ -514,25 +514,25 @@ def _grad_cases():
 
     return [
         case("axpby-out-is-x-y-requires-grad", r"^y\b.*requires grad",
-             lambda: (lambda x, l: ((lambda: ops.axpby(1.0, x, 1.0, l, out=x)), [x, l]))(_f(), _leaf())),
+             lambda: (lambda x, leaf: ((lambda: ops.axpby(1.0, x, 1.0, leaf, out=x)), [x, leaf]))(_f(), _leaf())),
         case("axpby-out-x-requires-grad", r"^x\b.*requires grad",
-             lambda: (lambda l, y, o: ((lambda: ops.axpby(1.0, l, 1.0, y, out=o)), [l, y, o]))(_leaf(), _f(seed=1), _f(seed=2))),
+             lambda: (lambda leaf, y, o: ((lambda: ops.axpby(1.0, leaf, 1.0, y, out=o)), [leaf, y, o]))(_leaf(), _f(seed=1), _f(seed=2))),
         case("axpby-out-requires-grad", r"^out\b.*requires grad",
              lambda: (lambda x, y, o: ((lambda: ops.axpby(1.0, x, 1.0, y, out=o)), [x, y, o]))(_f(), _f(seed=1), _leaf())),
         case("axpby_-y-requires-grad", r"^y\b.*requires grad",
-             lambda: (lambda x, l: ((lambda: ops.axpby_(0.5, x, 2.0, l)), [x, l]))(_f(), _leaf())),
+             lambda: (lambda x, leaf: ((lambda: ops.axpby_(0.5, x, 2.0, leaf)), [x, leaf]))(_f(), _leaf())),
         case("axpby_-x-requires-grad", r"^x\b.*requires grad",
-             lambda: (lambda l, y: ((lambda: ops.axpby_(0.5, l, 2.0, y)), [l, y]))(_leaf(), _f(seed=1))),
+             lambda: (lambda leaf, y: ((lambda: ops.axpby_(0.5, leaf, 2.0, y)), [leaf, y]))(_leaf(), _f(seed=1))),
         case("blend-out-y-requires-grad", r"^y\b.*requires grad",
-             lambda: (lambda x, l: ((lambda: ops.blend(x, l, 0.3, out=x)), [x, l]))(_f(), _leaf())),
+             lambda: (lambda x, leaf: ((lambda: ops.blend(x, leaf, 0.3, out=x)), [x, leaf]))(_f(), _leaf())),
         case("blend_-y-requires-grad", r"^y\b.*requires grad",
-             lambda: (lambda x, l: ((lambda: ops.blend_(x, l, 0.3)), [x, l]))(_f(), _leaf())),
+             lambda: (lambda x, leaf: ((lambda: ops.blend_(x, leaf, 0.3)), [x, leaf]))(_f(), _leaf())),
         case("lincomb-out-tensors1-requires-grad", r"^tensors\[1\].*requires grad",
-             lambda: (lambda x, l, o: ((lambda: ops.lincomb([1.0, 2.0], [x, l], out=o)), [x, l, o]))(_f(), _leaf(), _f(seed=2))),
+             lambda: (lambda x, leaf, o: ((lambda: ops.lincomb([1.0, 2.0], [x, leaf], out=o)), [x, leaf, o]))(_f(), _leaf(), _f(seed=2))),
         case("lincomb_-tensors1-requires-grad", r"^tensors\[1\].*requires grad",
-             lambda: (lambda x, l: ((lambda: ops.lincomb_([1.0, 2.0], [x, l], 0.5)), [x, l]))(_f(), _leaf())),
+             lambda: (lambda x, leaf: ((lambda: ops.lincomb_([1.0, 2.0], [x, leaf], 0.5)), [x, leaf]))(_f(), _leaf())),
         case("multi_axpby-ys1-requires-grad", r"^ys\[1\].*requires grad",
-             lambda: (lambda o, x, l: ((lambda: ops.multi_axpby_(o, 1.0, x, 1.0, [x[0], l])), [*o, *x, l]))(
+             lambda: (lambda o, x, leaf: ((lambda: ops.multi_axpby_(o, 1.0, x, 1.0, [x[0], leaf])), [*o, *x, leaf]))(
                  [_f(), _f(seed=1)], [_f(seed=2), _f(seed=3)], _leaf())),
         case("multi_axpby-mixed-dtypes-ys3-requires-grad", r"^ys\[3\].*requires grad",
              lambda: (lambda o, x, y: ((lambda: ops.multi_axpby_(o, 1.0, x, 1.0, y)), [*o, *x, *y]))(
@@ -540,19 +540,19 @@ def _grad_cases():
                  [t(dt, seed=10 + k) for k, dt in enumerate([torch.float32, torch.float64] * 2)],
                  [t(dt, seed=20 + k).requires_grad_(k == 3) for k, dt in enumerate([torch.float32, torch.float64] * 2)])),
         case("multi_blend-sources1-requires-grad", r"^sources\[1\].*requires grad",
-             lambda: (lambda ts, l: ((lambda: ops.multi_blend_(ts, [ts[0].clone(), l], 0.5)), [*ts, l]))(
+             lambda: (lambda ts, leaf: ((lambda: ops.multi_blend_(ts, [ts[0].clone(), leaf], 0.5)), [*ts, leaf]))(
                  [_f(), _f(seed=1)], _leaf())),
         case("multi_blend-shared-source-requires-grad", r"^sources\[0\].*requires grad",
-             lambda: (lambda ts, l: ((lambda: ops.multi_blend_(ts, l, 0.5)), [*ts, l]))([_f(), _f(seed=1)], _leaf())),
+             lambda: (lambda ts, leaf: ((lambda: ops.multi_blend_(ts, leaf, 0.5)), [*ts, leaf]))([_f(), _f(seed=1)], _leaf())),
         case("multi_blend-single-target-shared-source-requires-grad", r"^sources\[0\].*requires grad",
-             lambda: (lambda x, l: ((lambda: ops.multi_blend_([x], l, 0.5)), [x, l]))(_f(), _leaf())),
+             lambda: (lambda x, leaf: ((lambda: ops.multi_blend_([x], leaf, 0.5)), [x, leaf]))(_f(), _leaf())),
         case("multi_blend-targets1-requires-grad", r"^targets\[1\].*requires grad",
              lambda: (lambda ts, s: ((lambda: ops.multi_blend_(ts, s, 0.5)), [*ts, s]))([_f(), _leaf()], _f(seed=3))),
         case("blend_noise-best-requires-grad", r"^best\b.*requires grad",
-             lambda: (lambda x, l: ((lambda: ops.blend_noise_(x, l, 0.5, 0.1, seed=1)), [x, l]))(_f(), _leaf())),
+             lambda: (lambda x, leaf: ((lambda: ops.blend_noise_(x, leaf, 0.5, 0.1, seed=1)), [x, leaf]))(_f(), _leaf())),
         case("multi_blend_noise-sources0-requires-grad", r"^sources\[0\].*requires grad",
-             lambda: (lambda ts, l: ((lambda: ops.multi_blend_noise_(ts, l, 0.5, 0.1, seed=1, streams=[0, 1])),
-                                     [*ts, l]))([_f(), _f(seed=1)], _leaf())),
+             lambda: (lambda ts, leaf: ((lambda: ops.multi_blend_noise_(ts, leaf, 0.5, 0.1, seed=1, streams=[0, 1])),
+                                     [*ts, leaf]))([_f(), _f(seed=1)], _leaf())),
         # coefficients given as tensors that require grad
         case("axpby-a-tensor-requires-grad", r"^a\b.*requires grad",
              lambda: (lambda x, y, a: ((lambda: ops.axpby(a, x, 1.0, y)), [x, y, a]))(
