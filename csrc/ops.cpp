@@ -1,29 +1,29 @@
-// Op schemas (declared once), the shared argument validation, the CPU
-// registrations, the device-generic functional forms, and the Python module
-// `nytorch_ext._C`, whose import registers all of it with the dispatcher.
-#include <Python.h>
-
+// Every op of nytorch_ext in one place: its schema, its argument validation,
+// its kernel for each dispatch key (a ListCall for the CPU or CUDA backend),
+// the device-generic functional forms and the Autograd wrapper. Adding an op
+// adds its entry to for_each_mutating_op below, its functor (functors.h) and
+// its kernels (cpu/kernels.cpp, cuda/kernels.cu).
+#include <cstring>
+#include <string>
 #include <vector>
 
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/empty_like.h>
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/core/GradMode.h>
 #include <c10/util/SmallVector.h>
 #include <torch/csrc/autograd/variable.h>
 #include <torch/library.h>
 
+#include "backends.h"
 #include "checks.h"
-#include "cpu/kernels.h"
-#include "ops.h"
-#include "python_functions.h"
+#include "list_call_builder.h"
 #include "strides.h"
 
 namespace nytorch_ext {
 
-// ----------------------------------------------------------------- validation
-
 namespace {
+
+// ----------------------------------------------------------------- validation
 
 // The caller's name for the output of an `_out` op: the in-place forms pass an
 // input as `out` (axpby_(a, x, b, y) is axpby_out(a, x, b, y, out=x)), and then
@@ -45,8 +45,6 @@ void validate_binary_out(const at::Tensor& out, const at::Tensor& x, const at::T
   check_out_alias(out, out_name, x, "x");
   check_out_alias(out, out_name, y, "y");
 }
-
-}  // namespace
 
 void validate_axpby_out(const at::Tensor& out, double a, const at::Tensor& x, double b,
                         const at::Tensor& y) {
@@ -99,9 +97,11 @@ void validate_multi_axpby(at::TensorList outs, double a, at::TensorList xs, doub
   check_scalar_range(b, "b", outs[0].scalar_type());
 }
 
+// `shared_source`: a one-entry `sources` is shared even by a single target (so it
+// may not overlap it). `alphas_name` names the scalar list ("weights" for noise).
 void validate_multi_blend(at::TensorList targets, at::TensorList sources,
                           c10::ArrayRef<double> alphas, bool shared_source,
-                          const char* alphas_name) {
+                          const char* alphas_name = "alphas") {
   TORCH_CHECK_VALUE(!sources.empty() || targets.empty(), "sources must not be empty");
   TORCH_CHECK_VALUE(alphas.size() == 1 || alphas.size() == targets.size(), alphas_name,
                     " has ", alphas.size(), " entries but targets has ", targets.size(),
@@ -140,51 +140,120 @@ void validate_multi_blend_noise(at::TensorList targets, at::TensorList sources,
   if (!targets.empty()) check_scalar_range(noise_scale, "noise_scale", targets[0].scalar_type());
 }
 
-// ------------------------------------------------------------ CPU registrations
+// ------------------------------------------------ the kernels, per backend
 
-namespace {
+// Each mutating op validates its arguments (the same checks on every device, so
+// both backends accept and reject exactly the same calls), then hands the
+// backend `Device` one ListCall; a single-tensor op is a list of one.
+struct CpuDevice {
+  static void run(ListCallBuilder& call) { cpu::run(call.call()); }
+};
+#ifdef NYTORCH_EXT_WITH_CUDA
+struct CudaDevice {
+  static void run(ListCallBuilder& call) { cuda::run(call.call(), call.first_out()); }
+};
+#endif
 
-void axpby_out_cpu(double a, const at::Tensor& x, double b, const at::Tensor& y,
-                   const at::Tensor& out) {
+template <class Device>
+void axpby_out(double a, const at::Tensor& x, double b, const at::Tensor& y,
+               const at::Tensor& out) {
   validate_axpby_out(out, a, x, b, y);
-  cpu::axpby(out, a, x, b, y);
+  const double scalars[] = {a, b};
+  ListCallBuilder call(ElementOp::kAxpby, out, /*list_form=*/false);
+  Device::run(call.input(x).input(y).scalars(scalars));
 }
 
-void blend_out_cpu(const at::Tensor& x, const at::Tensor& y, double alpha,
-                   const at::Tensor& out) {
+template <class Device>
+void blend_out(const at::Tensor& x, const at::Tensor& y, double alpha, const at::Tensor& out) {
   validate_blend_out(out, x, y, alpha);
-  cpu::blend(out, x, y, alpha);
+  ListCallBuilder call(ElementOp::kBlend, out, /*list_form=*/false);
+  Device::run(call.input(x).input(y).weights(alpha));
 }
 
-void lincomb_out_cpu(c10::ArrayRef<double> coeffs, at::TensorList tensors, double bias,
-                     const at::Tensor& out) {
+template <class Device>
+void lincomb_out(c10::ArrayRef<double> coeffs, at::TensorList tensors, double bias,
+                 const at::Tensor& out) {
   validate_lincomb_out(out, coeffs, tensors, bias);
-  cpu::lincomb(out, coeffs, tensors, bias);
+  c10::SmallVector<double, 17> scalars(coeffs.begin(), coeffs.end());
+  scalars.push_back(bias);
+  ListCallBuilder call(ElementOp::kLincomb, out, /*list_form=*/false);
+  for (const auto& t : tensors) call.input(t);
+  Device::run(call.scalars(scalars));
 }
 
-void multi_axpby_cpu(at::TensorList outs, double a, at::TensorList xs, double b,
-                     at::TensorList ys) {
+template <class Device>
+void multi_axpby_(at::TensorList outs, double a, at::TensorList xs, double b,
+                  at::TensorList ys) {
   validate_multi_axpby(outs, a, xs, b, ys);
-  cpu::multi_axpby(outs, a, xs, b, ys);
+  if (outs.empty()) return;
+  const double scalars[] = {a, b};
+  ListCallBuilder call(ElementOp::kAxpby, outs, /*list_form=*/true);
+  Device::run(call.input(xs).input(ys).scalars(scalars));
 }
 
-void multi_blend_cpu(at::TensorList targets, at::TensorList sources,
-                     c10::ArrayRef<double> alphas, bool shared_source) {
+template <class Device>
+void multi_blend_(at::TensorList targets, at::TensorList sources, c10::ArrayRef<double> alphas,
+                  bool shared_source) {
   validate_multi_blend(targets, sources, alphas, shared_source);
-  cpu::multi_blend(targets, sources, alphas);
+  if (targets.empty()) return;
+  ListCallBuilder call(ElementOp::kBlend, targets, /*list_form=*/true);
+  Device::run(call.input(targets).input(sources).weights(alphas));
 }
 
-void blend_noise_cpu(const at::Tensor& x, const at::Tensor& best, double weight,
-                     double noise_scale, int64_t seed, int64_t stream) {
+template <class Device>
+void blend_noise_(const at::Tensor& x, const at::Tensor& best, double weight,
+                  double noise_scale, int64_t seed, int64_t stream) {
   validate_blend_noise(x, best, weight, noise_scale);
-  cpu::multi_blend_noise(x, best, weight, noise_scale, seed, stream);
+  ListCallBuilder call(ElementOp::kBlendNoise, x, /*list_form=*/false);
+  Device::run(call.input(x).input(best).scalars(noise_scale).weights(weight).noise(seed, stream));
 }
 
-void multi_blend_noise_cpu(at::TensorList targets, at::TensorList sources,
-                           c10::ArrayRef<double> weights, double noise_scale, int64_t seed,
-                           c10::ArrayRef<int64_t> streams, bool shared_source) {
+template <class Device>
+void multi_blend_noise_(at::TensorList targets, at::TensorList sources,
+                        c10::ArrayRef<double> weights, double noise_scale, int64_t seed,
+                        c10::ArrayRef<int64_t> streams, bool shared_source) {
   validate_multi_blend_noise(targets, sources, weights, noise_scale, streams, shared_source);
-  cpu::multi_blend_noise(targets, sources, weights, noise_scale, seed, streams);
+  if (targets.empty()) return;
+  ListCallBuilder call(ElementOp::kBlendNoise, targets, /*list_form=*/true);
+  Device::run(call.input(targets).input(sources).scalars(noise_scale).weights(weights).noise(
+      seed, streams));
+}
+
+// Every mutating op once: its schema and its kernel for `Device`. The schemas,
+// the Autograd wrapper and each dispatch key's registration all come from here.
+template <class Device, typename Fn>
+void for_each_mutating_op(const Fn& fn) {
+  fn("axpby_out(float a, Tensor x, float b, Tensor y, *, Tensor(a!) out) -> ()",
+     &axpby_out<Device>);
+  fn("blend_out(Tensor x, Tensor y, float alpha, *, Tensor(a!) out) -> ()", &blend_out<Device>);
+  fn("lincomb_out(float[] coeffs, Tensor[] tensors, float bias, *, Tensor(a!) out) -> ()",
+     &lincomb_out<Device>);
+  fn("multi_axpby_(Tensor(a!)[] outs, float a, Tensor[] xs, float b, Tensor[] ys) -> ()",
+     &multi_axpby_<Device>);
+  // shared_source: `sources` is one tensor shared by every target, even by a single
+  // one (which it may then not overlap); otherwise a one-entry list is shared only
+  // by several targets.
+  fn("multi_blend_(Tensor(a!)[] targets, Tensor[] sources, float[] alphas, "
+     "bool shared_source=False) -> ()",
+     &multi_blend_<Device>);
+  // Blend plus Gaussian noise drawn in the pass (philox.h); seed and streams are
+  // uint64 bit patterns carried as int64.
+  fn("blend_noise_(Tensor(a!) x, Tensor best, float weight, float noise_scale, int seed, "
+     "int stream) -> ()",
+     &blend_noise_<Device>);
+  fn("multi_blend_noise_(Tensor(a!)[] targets, Tensor[] sources, float[] weights, "
+     "float noise_scale, int seed, int[] streams, bool shared_source=False) -> ()",
+     &multi_blend_noise_<Device>);
+}
+
+// An op's name: its schema up to the argument list.
+std::string name_of(const char* schema) { return std::string(schema, std::strchr(schema, '(')); }
+
+// Registers every mutating op's kernel for `Device` with `m`.
+template <class Device>
+void register_kernels(torch::Library& m) {
+  for_each_mutating_op<Device>(
+      [&](const char* schema, auto kernel) { m.impl(name_of(schema).c_str(), kernel); });
 }
 
 // ----------------------------------------- functional forms, for every device
@@ -235,7 +304,7 @@ at::Tensor lincomb(c10::ArrayRef<double> coeffs, at::TensorList tensors, double 
 // All parameter views of one flat buffer in one call: `offsets[i]` elements in,
 // shaped by the next `ndims[i]` entries of `shapes`. Composite, so autograd and
 // view tracking come from as_strided itself. One call instead of a narrow + view
-// pair per parameter from Python (~3 us each).
+// pair per parameter from Python, each a full trip through the dispatcher.
 std::vector<at::Tensor> views(const at::Tensor& flat, c10::IntArrayRef offsets,
                               c10::IntArrayRef shapes, c10::IntArrayRef ndims) {
   TORCH_CHECK_VALUE(offsets.size() == ndims.size(), "offsets has ", offsets.size(),
@@ -262,23 +331,9 @@ std::vector<at::Tensor> views(const at::Tensor& flat, c10::IntArrayRef offsets,
 
 TORCH_LIBRARY(nytorch_ext, m) {
   m.def("axpby(float a, Tensor x, float b, Tensor y) -> Tensor");
-  m.def("axpby_out(float a, Tensor x, float b, Tensor y, *, Tensor(a!) out) -> ()");
   m.def("blend(Tensor x, Tensor y, float alpha) -> Tensor");
-  m.def("blend_out(Tensor x, Tensor y, float alpha, *, Tensor(a!) out) -> ()");
   m.def("lincomb(float[] coeffs, Tensor[] tensors, float bias=0.) -> Tensor");
-  m.def("lincomb_out(float[] coeffs, Tensor[] tensors, float bias, *, Tensor(a!) out) -> ()");
-  m.def("multi_axpby_(Tensor(a!)[] outs, float a, Tensor[] xs, float b, Tensor[] ys) -> ()");
-  // shared_source: `sources` is one tensor shared by every target, even by a single
-  // one (which it may then not overlap); otherwise a one-entry list is shared only
-  // by several targets.
-  m.def("multi_blend_(Tensor(a!)[] targets, Tensor[] sources, float[] alphas, "
-        "bool shared_source=False) -> ()");
-  // Blend plus Gaussian noise drawn in the pass (philox.h); seed and streams are
-  // uint64 bit patterns carried as int64.
-  m.def("blend_noise_(Tensor(a!) x, Tensor best, float weight, float noise_scale, int seed, "
-        "int stream) -> ()");
-  m.def("multi_blend_noise_(Tensor(a!)[] targets, Tensor[] sources, float[] weights, "
-        "float noise_scale, int seed, int[] streams, bool shared_source=False) -> ()");
+  for_each_mutating_op<CpuDevice>([&](const char* schema, auto) { m.def(schema); });
   m.def("_views(Tensor(a) flat, int[] offsets, int[] shapes, int[] ndims) -> Tensor(a)[]");
 }
 
@@ -335,76 +390,16 @@ TORCH_LIBRARY_IMPL(nytorch_ext, CompositeImplicitAutograd, m) {
 }
 
 TORCH_LIBRARY_IMPL(nytorch_ext, Autograd, m) {
-  for (const char* name : {"axpby_out", "blend_out", "lincomb_out", "multi_axpby_", "multi_blend_",
-                           "blend_noise_", "multi_blend_noise_"}) {
-    m.impl(name, torch::CppFunction::makeFromBoxedFunction<&mutating_op_autograd>());
-  }
+  for_each_mutating_op<CpuDevice>([&](const char* schema, auto) {
+    m.impl(name_of(schema).c_str(),
+           torch::CppFunction::makeFromBoxedFunction<&mutating_op_autograd>());
+  });
 }
 
-TORCH_LIBRARY_IMPL(nytorch_ext, CPU, m) {
-  m.impl("axpby_out", &axpby_out_cpu);
-  m.impl("blend_out", &blend_out_cpu);
-  m.impl("lincomb_out", &lincomb_out_cpu);
-  m.impl("multi_axpby_", &multi_axpby_cpu);
-  m.impl("multi_blend_", &multi_blend_cpu);
-  m.impl("blend_noise_", &blend_noise_cpu);
-  m.impl("multi_blend_noise_", &multi_blend_noise_cpu);
-}
+TORCH_LIBRARY_IMPL(nytorch_ext, CPU, m) { register_kernels<CpuDevice>(m); }
 
 #ifdef NYTORCH_EXT_WITH_CUDA
-int cuda_runtime_version();  // cuda/ops_cuda.cpp
+TORCH_LIBRARY_IMPL(nytorch_ext, CUDA, m) { register_kernels<CudaDevice>(m); }
 #endif
 
 }  // namespace nytorch_ext
-
-// ---------------------------------------------------------- the Python module
-
-namespace {
-
-// build_info() -> dict: what this binary was compiled with.
-PyObject* build_info(PyObject*, PyObject*) {
-  PyObject* info = PyDict_New();
-  if (!info) return nullptr;
-  auto set = [&](const char* key, PyObject* value) {
-    if (value) {
-      PyDict_SetItemString(info, key, value);
-      Py_DECREF(value);
-    }
-  };
-  set("cpu", PyUnicode_FromString(nytorch_ext::cpu::simd_name()));
-#ifdef NYTORCH_EXT_WITH_CUDA
-  set("cuda", Py_NewRef(Py_True));
-  set("cuda_runtime_version", PyLong_FromLong(nytorch_ext::cuda_runtime_version()));
-#else
-  set("cuda", Py_NewRef(Py_False));
-#endif
-  return info;
-}
-
-PyMethodDef methods[] = {
-    {"build_info", build_info, METH_NOARGS, "What this binary was compiled with."},
-    {"views_in_place", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
-                           &nytorch_ext::views_in_place)),
-     METH_FASTCALL, "Whether each parameter is the contiguous view its layout says."},
-    {"entries_are", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
-                        &nytorch_ext::entries_are)),
-     METH_FASTCALL, "Whether dicts[i].get(names[i]) is values[i] for every i."},
-    {"parameter_views", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
-                            &nytorch_ext::parameter_views)),
-     METH_FASTCALL, "nn.Parameter objects that are contiguous views of a flat buffer."},
-    {"copy_module_tree", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
-                             &nytorch_ext::copy_module_tree)),
-     METH_FASTCALL, "Shallow copies of a particle's modules with their own tables."},
-    {"tensor_groups", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
-                          &nytorch_ext::tensor_groups)),
-     METH_FASTCALL, "None if the tensors share one (device, dtype), else each group's indices."},
-    {nullptr, nullptr, 0, nullptr},
-};
-
-PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C",
-                      "nytorch_ext compiled kernels; importing registers torch.ops.nytorch_ext.",
-                      -1, methods};
-
-}  // namespace
-
-PyMODINIT_FUNC PyInit__C(void) { return PyModule_Create(&module); }

@@ -19,6 +19,7 @@
 
 #include "../functors.h"
 #include "../philox.h"
+#include "../list_call.h"
 #include "kernel_table.h"
 
 #ifndef CPU_CAPABILITY
@@ -43,10 +44,10 @@ using at::vec::Vectorized;
 // they use as many threads as torch's own elementwise ops at every size.
 constexpr int64_t kGrain = 32768;
 // The list kernels fuse many small tensors into one parallel region, where torch
-// would run each on one thread. Measured on 2 cores, a 110k-element multi_blend_
-// (an APSO step over five seed ConvNets) ran faster on one thread (15 us) than on
-// two (17 us; milliseconds when the other core is busy elsewhere), while 330k
-// elements and up gain from a second thread.
+// would run each on one thread. A larger grain than ATen's: a list the size of
+// an APSO step over a few small models runs faster on one thread than split
+// across two, while larger lists still gain from more threads (see
+// benchmarks/fused_vs_eager.py).
 constexpr int64_t kListGrain = 131072;
 // The noise kernel is compute-bound (Philox and Box-Muller per element): it pays
 // for a second thread much sooner.
@@ -79,8 +80,7 @@ inline void store_opmath(scalar_t* p, const V& v) {
 // (streaming) stores: the output lines are not read into cache first, so
 // `out = f(x, y)` moves 3 buffers' worth of memory instead of 4. Below it the
 // output is likely still in cache when it is next used, and a plain store wins
-// (measured here, float32 blend(out=): 3.2 MB plain 0.073 ms against streaming
-// 0.083; 8 MB plain 0.237 ms against streaming 0.189).
+// (benchmarks/fused_vs_eager.py measures both sides of the threshold).
 constexpr int64_t kStreamBytes = int64_t{4} << 20;
 
 template <typename scalar_t>
@@ -267,58 +267,42 @@ void binary(void* out, const void* x, const void* y, int64_t n, const Op& op) {
   });
 }
 
-void axpby(DType dtype, void* out, const void* x, const void* y, int64_t n, double a,
-           double b) {
-  dispatch(dtype, [&](auto tag) {
-    using T = decltype(tag);
-    binary<T>(out, x, y, n, AxpbyOp<at::opmath_type<T>>{opmath<T>(a), opmath<T>(b)});
+// out[t] = op_of(t)(in0[t], in1[t]) for every tensor of the call.
+template <typename T, typename OpOf>
+void binary_call(const ListCall& call, const OpOf& op_of) {
+  const auto* out = reinterpret_cast<T* const*>(call.outs);
+  if (!call.list_form) {
+    binary<T>(out[0], call.input(0, 0), call.input(1, 0), call.sizes[0], op_of(0));
+    return;
+  }
+  parallel_over_list(call.sizes, call.num_tensors, [&](int64_t t, int64_t begin, int64_t end) {
+    binary_range(out[t] + begin, static_cast<const T*>(call.input(0, t)) + begin,
+                 static_cast<const T*>(call.input(1, t)) + begin, end - begin, op_of(t));
   });
 }
 
-void blend(DType dtype, void* out, const void* x, const void* y, int64_t n, double alpha) {
-  dispatch(dtype, [&](auto tag) {
-    using T = decltype(tag);
-    binary<T>(out, x, y, n, BlendOp<at::opmath_type<T>>{opmath<T>(alpha)});
-  });
+template <typename T>
+void axpby_call(const ListCall& call) {
+  const AxpbyOp<at::opmath_type<T>> op{opmath<T>(call.scalars[0]), opmath<T>(call.scalars[1])};
+  binary_call<T>(call, [&](int64_t) { return op; });
 }
 
-void lincomb(DType dtype, void* out, const void* const* inputs, const double* coeffs,
-             int64_t num_inputs, int64_t n, double bias) {
-  dispatch(dtype, [&](auto tag) {
-    using T = decltype(tag);
-    c10::SmallVector<at::opmath_type<T>, 16> c(coeffs, coeffs + num_inputs);
-    const auto* const* in = reinterpret_cast<const T* const*>(inputs);
-    with_stream<T>(streams<T>(out, inputs, num_inputs, n), [&](auto stream) {
-      at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
-        lincomb_range<decltype(stream)::value, T>(static_cast<T*>(out), in, c.data(), num_inputs,
-                                                  opmath<T>(bias), begin, end);
-      });
-    });
-  });
+template <typename T>
+void blend_call(const ListCall& call) {
+  binary_call<T>(call, [&](int64_t t) { return BlendOp<at::opmath_type<T>>{opmath<T>(call.weight(t))}; });
 }
 
-void multi_axpby(DType dtype, void* const* outs, const void* const* xs, const void* const* ys,
-                 const int64_t* sizes, int64_t num_tensors, double a, double b) {
-  dispatch(dtype, [&](auto tag) {
-    using T = decltype(tag);
-    const AxpbyOp<at::opmath_type<T>> op{opmath<T>(a), opmath<T>(b)};
-    parallel_over_list(sizes, num_tensors, [&](int64_t t, int64_t begin, int64_t end) {
-      binary_range(static_cast<T*>(outs[t]) + begin, static_cast<const T*>(xs[t]) + begin,
-                   static_cast<const T*>(ys[t]) + begin, end - begin, op);
-    });
-  });
-}
-
-void multi_blend(DType dtype, void* const* targets, const void* const* sources,
-                 int64_t num_sources, const double* alphas, int64_t num_alphas,
-                 const int64_t* sizes, int64_t num_tensors) {
-  dispatch(dtype, [&](auto tag) {
-    using T = decltype(tag);
-    parallel_over_list(sizes, num_tensors, [&](int64_t t, int64_t begin, int64_t end) {
-      const BlendOp<at::opmath_type<T>> op{opmath<T>(alphas[num_alphas == 1 ? 0 : t])};
-      auto* target = static_cast<T*>(targets[t]) + begin;
-      const auto* source = static_cast<const T*>(sources[num_sources == 1 ? 0 : t]) + begin;
-      binary_range(target, target, source, end - begin, op);
+template <typename T>
+void lincomb_call(const ListCall& call) {
+  const int64_t num_inputs = call.num_inputs, n = call.sizes[0];
+  void* out = call.outs[0];
+  c10::SmallVector<at::opmath_type<T>, 16> c(call.scalars, call.scalars + num_inputs);
+  const auto bias = opmath<T>(call.scalars[num_inputs]);
+  const auto* const* in = reinterpret_cast<const T* const*>(call.inputs);
+  with_stream<T>(streams<T>(out, call.inputs, num_inputs, n), [&](auto stream) {
+    at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
+      lincomb_range<decltype(stream)::value, T>(static_cast<T*>(out), in, c.data(), num_inputs,
+                                                bias, begin, end);
     });
   });
 }
@@ -390,32 +374,41 @@ void blend_noise_range(scalar_t* target, const scalar_t* source, int64_t n,
   }
 }
 
-void multi_blend_noise(DType dtype, void* const* targets, const void* const* sources,
-                       int64_t num_sources, const double* weights, int64_t num_weights,
-                       const int64_t* sizes, int64_t num_tensors, double noise_scale,
-                       uint64_t seed, const uint64_t* streams) {
+template <typename T>
+void blend_noise_call(const ListCall& call) {
+  const int64_t num_tensors = call.num_tensors;
+  const double noise_scale = call.scalars[0];
   if (noise_scale == 0.0) {  // exactly the blend (a -0.0 stays -0.0); no normals to draw
-    return multi_blend(dtype, targets, sources, num_sources, weights, num_weights, sizes,
-                       num_tensors);
+    ListCall blend = call;
+    blend.list_form = true;
+    return blend_call<T>(blend);
   }
   // Threads split whole Philox blocks, so no block is shared by two of them.
   c10::SmallVector<int64_t, 128> blocks(num_tensors);
   for (int64_t t = 0; t < num_tensors; ++t) {
-    blocks[t] = (sizes[t] + philox::kLanes - 1) / philox::kLanes;
+    blocks[t] = (call.sizes[t] + philox::kLanes - 1) / philox::kLanes;
   }
-  dispatch(dtype, [&](auto tag) {
+  using O = at::opmath_type<T>;
+  parallel_over_list(
+      blocks.data(), num_tensors,
+      [&](int64_t t, int64_t begin, int64_t end) {
+        const BlendNoiseOp<O> op{BlendOp<O>{opmath<T>(call.weight(t))}, opmath<T>(noise_scale)};
+        blend_noise_range(static_cast<T*>(call.outs[t]), static_cast<const T*>(call.input(1, t)),
+                          call.sizes[t], begin, end, op, call.seed, call.streams[t]);
+      },
+      kNoiseGrain / philox::kLanes);
+}
+
+// The one switch from a call's ElementOp to its kernel.
+void run(const ListCall& call) {
+  dispatch(call.dtype, [&](auto tag) {
     using T = decltype(tag);
-    using O = at::opmath_type<T>;
-    parallel_over_list(
-        blocks.data(), num_tensors,
-        [&](int64_t t, int64_t begin, int64_t end) {
-          const BlendNoiseOp<O> op{BlendOp<O>{opmath<T>(weights[num_weights == 1 ? 0 : t])},
-                                   opmath<T>(noise_scale)};
-          blend_noise_range(static_cast<T*>(targets[t]),
-                            static_cast<const T*>(sources[num_sources == 1 ? 0 : t]), sizes[t],
-                            begin, end, op, seed, streams[t]);
-        },
-        kNoiseGrain / philox::kLanes);
+    switch (call.op) {
+      case ElementOp::kAxpby: return axpby_call<T>(call);
+      case ElementOp::kBlend: return blend_call<T>(call);
+      case ElementOp::kLincomb: return lincomb_call<T>(call);
+      case ElementOp::kBlendNoise: return blend_noise_call<T>(call);
+    }
   });
 }
 
@@ -426,8 +419,7 @@ void multi_blend_noise(DType dtype, void* const* targets, const void* const* sou
 }  // namespace CPU_CAPABILITY
 
 const KernelTable& NYT_TABLE_FN(CPU_CAPABILITY)() {
-  static const KernelTable table{NYT_STR(CPU_CAPABILITY), &axpby, &blend, &lincomb,
-                                 &multi_axpby, &multi_blend, &multi_blend_noise};
+  static const KernelTable table{NYT_STR(CPU_CAPABILITY), &run};
   return table;
 }
 

@@ -1,29 +1,33 @@
-// CUDA kernels and launchers for nytorch_ext; the interface is launchers.h.
+// CUDA kernels for nytorch_ext; the interface is launch.h.
 //
 // nvcc compiles this file against CUDA headers and our own only: PyTorch here is
 // CPU-only and its CUDA headers do not compile, so the torch-side glue hands us
-// raw pointers, 64-bit sizes, double scalars and a cudaStream_t.
+// a ListCall (raw pointers, 64-bit sizes, double scalars) and a cudaStream_t.
 //
-// Sections: dtype helpers; element loops; single-tensor kernels and launchers;
-// lincomb; multi-tensor tables, kernels and launchers (blend with noise last);
-// dispatch on DType.
+// The shape is apex's multi_tensor_apply: every op, single-tensor ones included
+// (as lists of one), is one generic apply over a list of tensors. The host packs
+// the tensors' pointers, sizes and per-tensor scalars into a TensorListMeta that
+// travels by value in the kernel arguments; each CUDA block processes one chunk
+// of one tensor, with whole aligned groups moved by single vector loads and
+// stores and the rest bounds-checked element by element. One functor per op
+// says what a group computes; all math goes through functors.h, in opmath, so
+// CPU and CUDA share one formula. Sizes and offsets are 64-bit throughout.
 //
-// All math goes through the functors in functors.h, applied to one opmath
-// scalar at a time, so CPU and CUDA share one formula. The element loops and
-// per-block bodies are __host__ __device__ (NYT_HD) so a host-only test can
-// emulate a launch thread by thread on a machine without a GPU.
+// The block bodies are __host__ __device__ (NYT_HD): built with
+// -DNYT_CUDA_HOST_EMULATION, every launch runs thread by thread on the host, so
+// the kernels can be checked on a machine without a GPU.
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <atomic>
 #include <cstdint>
-#include <limits>
+#include <cstring>
 
 #include "../functors.h"
+#include "../list_call.h"
 #include "../philox.h"
-#include "launchers.h"
+#include "launch.h"
 
 namespace nytorch_ext {
 namespace cuda_launch {
@@ -69,18 +73,6 @@ NYT_HD __half from_opmath<__half>(float v) { return __float2half_rn(v); }
 template <>
 NYT_HD __nv_bfloat16 from_opmath<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
-// 16 bytes of T, moved by one 128-bit load or store.
-template <typename T>
-struct alignas(16) Vec {
-  static constexpr int kSize = 16 / static_cast<int>(sizeof(T));
-  T v[kSize];
-};
-static_assert(sizeof(Vec<float>) == 16 && Vec<float>::kSize == 4, "Vec<float>");
-static_assert(sizeof(Vec<double>) == 16 && Vec<double>::kSize == 2, "Vec<double>");
-static_assert(sizeof(Vec<__half>) == 16 && Vec<__half>::kSize == 8, "Vec<__half>");
-static_assert(sizeof(Vec<__nv_bfloat16>) == 16 && Vec<__nv_bfloat16>::kSize == 8,
-              "Vec<__nv_bfloat16>");
-
 // `#pragma unroll` for the device compilation only: the host compiler also sees
 // the NYT_HD loops and would warn about an unknown pragma.
 #if defined(__CUDA_ARCH__)
@@ -89,669 +81,456 @@ static_assert(sizeof(Vec<__nv_bfloat16>) == 16 && Vec<__nv_bfloat16>::kSize == 8
 #define NYT_UNROLL
 #endif
 
-NYT_HD bool is_aligned16(const void* p) {
-  return reinterpret_cast<std::uintptr_t>(p) % 16 == 0;
+// ---------------------------------------------------------------------------
+// Groups: W consecutive elements, moved by one aligned load or store
+// ---------------------------------------------------------------------------
+
+template <typename T, int W>
+struct alignas(W * sizeof(T)) Group {
+  T v[W];
+};
+
+// Elements in 16 bytes: one 128-bit load.
+template <typename T>
+constexpr int kVecWidth = 16 / static_cast<int>(sizeof(T));
+
+static_assert(sizeof(Group<float, kVecWidth<float>>) == 16, "float groups are 16 bytes");
+static_assert(sizeof(Group<__half, kVecWidth<__half>>) == 16, "half groups are 16 bytes");
+static_assert(sizeof(Group<double, kVecWidth<double>>) == 16, "double groups are 16 bytes");
+
+template <typename T, int W>
+NYT_HD bool group_aligned(const T* p) {
+  return reinterpret_cast<std::uintptr_t>(p) % sizeof(Group<T, W>) == 0;
 }
 
-// ---------------------------------------------------------------------------
-// Element loops
-//
-// Each runs the share of [0, n) that belongs to the thread starting at `first`
-// and stepping by `stride` (grid-stride for single-tensor kernels, block-stride
-// within a chunk for multi-tensor kernels). kVectorized requires every pointer
-// to be 16-byte aligned: it covers n / kSize whole vectors, then a scalar tail of
-// fewer than kSize elements. The output may equal an input exactly: every
-// element is read before it is written, by the same thread, at the same index,
-// hence no __restrict__.
-// ---------------------------------------------------------------------------
+// v[e] = p[i + e] in opmath for the W elements of the group at i: one load when
+// kWhole (the group is inside [0, n) and p aligned), else element by element,
+// lanes past n left 0.
+template <bool kWhole, int W, typename T>
+NYT_HD void load(const T* p, int64_t i, int64_t n, opmath_t<T> (&v)[W]) {
+  if constexpr (kWhole) {
+    const Group<T, W> g = *reinterpret_cast<const Group<T, W>*>(p + i);
+    NYT_UNROLL
+    for (int e = 0; e < W; ++e) v[e] = to_opmath(g.v[e]);
+  } else {
+    NYT_UNROLL
+    for (int e = 0; e < W; ++e) v[e] = i + e < n ? to_opmath(p[i + e]) : opmath_t<T>(0);
+  }
+}
 
-// out[i] = op(x[i], y[i]), op applied in opmath.
-template <bool kVectorized, typename T, typename Op>
-NYT_HD void binary_loop(T* out, const T* x, const T* y, int64_t n, int64_t first,
-                        int64_t stride, const Op& op) {
-  int64_t tail_begin = 0;
-  if constexpr (kVectorized) {
-    using V = Vec<T>;
-    const V* xv = reinterpret_cast<const V*>(x);
-    const V* yv = reinterpret_cast<const V*>(y);
-    V* ov = reinterpret_cast<V*>(out);
-    const int64_t num_vecs = n / V::kSize;
-    for (int64_t i = first; i < num_vecs; i += stride) {
-      const V a = xv[i];
-      const V b = yv[i];
-      V r;
-      NYT_UNROLL
-      for (int e = 0; e < V::kSize; ++e) {
-        r.v[e] = from_opmath<T>(op(to_opmath(a.v[e]), to_opmath(b.v[e])));
-      }
-      ov[i] = r;
+// p[i + e] = v[e], rounded to T, for the lanes of the group at i inside [0, n).
+template <bool kWhole, int W, typename T>
+NYT_HD void store(T* p, int64_t i, int64_t n, const opmath_t<T> (&v)[W]) {
+  if constexpr (kWhole) {
+    Group<T, W> g;
+    NYT_UNROLL
+    for (int e = 0; e < W; ++e) g.v[e] = from_opmath<T>(v[e]);
+    *reinterpret_cast<Group<T, W>*>(p + i) = g;
+  } else {
+    NYT_UNROLL
+    for (int e = 0; e < W; ++e) {
+      if (i + e < n) p[i + e] = from_opmath<T>(v[e]);
     }
-    tail_begin = num_vecs * V::kSize;
-  }
-  for (int64_t i = tail_begin + first; i < n; i += stride) {
-    out[i] = from_opmath<T>(op(to_opmath(x[i]), to_opmath(y[i])));
   }
 }
 
 // ---------------------------------------------------------------------------
-// Launch helpers
+// The multi-tensor apply
 // ---------------------------------------------------------------------------
 
-constexpr int kThreads = 256;      // single-tensor and lincomb kernels
-constexpr int kBlocksPerSm = 8;    // 8 x 256 = 2048 threads, a full sm_80/sm_90 SM
-constexpr int kMaxCachedDevices = 64;
+constexpr int kThreads = 256;
+// Chunk lengths are multiples of this many elements: of every group width (16
+// bytes of any dtype, a Philox block of 4), so a chunk start keeps its tensor's
+// alignment and never splits a Philox block; and of kThreads * 8, so every
+// thread has whole groups to move.
+constexpr int64_t kChunkAlign = 2048;
+// Chunks are sized for about this many blocks per launch: one full wave of
+// 256-thread blocks on an sm_80/sm_90 GPU (8 per SM on 108-132 SMs).
+constexpr int64_t kTargetBlocks = 1024;
 // Kernel-argument structs stay under the classic 4 KB parameter limit.
 constexpr size_t kMaxParamBytes = 4096;
 
-__device__ __forceinline__ int64_t global_thread() {
-  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ __forceinline__ int64_t grid_threads() {
-  return static_cast<int64_t>(gridDim.x) * blockDim.x;
-}
-
 constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// nullptr on success; otherwise the error's text, with the thread's last-error
-// state cleared so that a later, unrelated check does not report it again.
-const char* to_result(cudaError_t err) {
-  if (err == cudaSuccess) return nullptr;
-  (void)cudaGetLastError();
-  return cudaGetErrorString(err);
+struct NoScalars {};
+
+// The kernel argument of one launch: up to kCapacity tensors, each with its
+// output, kInputs inputs, its size and per-tensor scalars, and the op's shared
+// scalars. Tensor s is covered by blocks [block_end[s - 1], block_end[s]) (from
+// 0 for s = 0), block b of them processing elements [b * chunk, (b + 1) * chunk).
+template <typename T, int kInputs, typename Shared, typename PerTensor, int kCapacity>
+struct TensorListMeta {
+  T* out[kCapacity];
+  const T* in[kInputs > 0 ? kInputs : 1][kCapacity];
+  int64_t size[kCapacity];
+  int64_t block_end[kCapacity];
+  PerTensor per_tensor[kCapacity];
+  Shared shared;
+  int64_t chunk;
+  int num_tensors;
+};
+
+template <typename F, int kCapacity>
+using MetaOf = TensorListMeta<typename F::Elem, F::kInputs, typename F::Shared,
+                              typename F::PerTensor, kCapacity>;
+
+// The most tensors a launch of functor F takes within kMaxParamBytes.
+template <typename F>
+constexpr int list_capacity() {
+  constexpr size_t per_tensor = sizeof(void*) * (1 + F::kInputs) + 2 * sizeof(int64_t) +
+                                sizeof(typename F::PerTensor);
+  constexpr size_t fixed = sizeof(typename F::Shared) + 64;  // chunk, count, padding
+  return static_cast<int>((kMaxParamBytes - fixed) / per_tensor);
 }
 
-// Launches report configuration errors through cudaGetLastError (which also
-// clears them).
-const char* launch_result() {
+// Body of block `block` of a launch, run by thread `thread` of `threads`: find
+// its tensor, then apply F to every group of its chunk in block-stride order.
+template <typename F, typename Meta>
+NYT_HD void run_block(const Meta& m, int64_t block, int64_t thread, int64_t threads) {
+  int lo = 0, hi = m.num_tensors - 1;  // the first tensor whose blocks end after `block`
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (m.block_end[mid] > block) {
+      hi = mid;
+    } else {
+      lo = mid + 1;
+    }
+  }
+  const int64_t first = lo == 0 ? 0 : m.block_end[lo - 1];
+  const int64_t begin = (block - first) * m.chunk;
+  const int64_t left = m.size[lo] - begin;
+  const int64_t n = left < m.chunk ? left : m.chunk;
+  const F f(m, lo, begin);
+  constexpr int W = F::kWidth;
+  const bool aligned = f.aligned();
+  const int64_t groups = (n + W - 1) / W;
+  for (int64_t g = thread; g < groups; g += threads) {
+    const int64_t i = g * W;
+    if (aligned && i + W <= n) {
+      f.template group<true>(i, n);
+    } else {
+      f.template group<false>(i, n);
+    }
+  }
+}
+
+// __grid_constant__: the meta is indexed by a runtime slot; read it in place
+// from parameter memory rather than copy up to 4 KB to local memory per thread.
+template <typename F, typename Meta>
+__global__ void __launch_bounds__(kThreads) apply_kernel(const __grid_constant__ Meta meta) {
+  run_block<F>(meta, blockIdx.x, threadIdx.x, blockDim.x);
+}
+
+template <typename F, typename Meta>
+const char* launch_blocks(const Meta& m, int64_t blocks, cudaStream_t stream) {
+#ifdef NYT_CUDA_HOST_EMULATION
+  (void)stream;
+  for (int64_t b = 0; b < blocks; ++b) {
+    for (int64_t t = 0; t < kThreads; ++t) run_block<F>(m, b, t, kThreads);
+  }
+  return nullptr;
+#else
+  apply_kernel<F><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(m);
+  // Launches report configuration errors through cudaGetLastError (which also
+  // clears them).
   const cudaError_t err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+#endif
 }
 
-// Grid size for a grid-stride loop over `items` work items on the current
-// device: one thread per item, capped at kBlocksPerSm blocks per SM (one full
-// wave); beyond that the loop strides. SM counts are cached per device; racing
-// threads store the same value.
-cudaError_t grid_blocks(int64_t items, unsigned* blocks) {
-  static std::atomic<int> sm_cache[kMaxCachedDevices];  // 0 = not yet queried
-  int device = 0;
-  cudaError_t err = cudaGetDevice(&device);
-  if (err != cudaSuccess) return err;
-  const bool cacheable = device >= 0 && device < kMaxCachedDevices;
-  int sms = cacheable ? sm_cache[device].load(std::memory_order_relaxed) : 0;
-  if (sms <= 0) {
-    err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-    if (err != cudaSuccess) return err;
-    if (cacheable) sm_cache[device].store(sms, std::memory_order_relaxed);
+// Chunk length for a call over `total` elements: about kTargetBlocks blocks.
+int64_t chunk_for(int64_t total) {
+  const int64_t chunk = ceil_div(ceil_div(total, kTargetBlocks), kChunkAlign) * kChunkAlign;
+  return chunk > kChunkAlign ? chunk : kChunkAlign;
+}
+
+// Applies F to every non-empty tensor of `call`, in as few launches of up to
+// kCapacity tensors as the list needs. fill(meta, slot, t) stores tensor t's
+// inputs and per-tensor scalars in `slot`. The launch copies the meta, so it is
+// refilled right away.
+template <typename F, int kCapacity, typename Fill>
+const char* apply(const ListCall& call, const typename F::Shared& shared, const Fill& fill,
+                  cudaStream_t stream) {
+  using T = typename F::Elem;
+  using Meta = MetaOf<F, kCapacity>;
+  static_assert(sizeof(Meta) <= kMaxParamBytes, "the kernel argument exceeds 4 KB");
+  Meta m{};
+  m.shared = shared;
+  int64_t total = 0;
+  for (int64_t t = 0; t < call.num_tensors; ++t) total += call.sizes[t];
+  m.chunk = chunk_for(total);
+  int slots = 0;
+  int64_t blocks = 0;
+  for (int64_t t = 0; t < call.num_tensors; ++t) {
+    const int64_t size = call.sizes[t];
+    if (size == 0) continue;
+    m.out[slots] = static_cast<T*>(call.outs[t]);
+    m.size[slots] = size;
+    fill(m, slots, t);
+    blocks += ceil_div(size, m.chunk);
+    m.block_end[slots] = blocks;
+    if (++slots == kCapacity) {
+      m.num_tensors = slots;
+      if (const char* err = launch_blocks<F>(m, blocks, stream)) return err;
+      slots = 0;
+      blocks = 0;
+    }
   }
-  const int64_t cap = static_cast<int64_t>(sms) * kBlocksPerSm;
-  const int64_t wanted = ceil_div(items, kThreads);
-  *blocks = static_cast<unsigned>(wanted < cap ? wanted : cap);
-  return cudaSuccess;
+  if (slots == 0) return nullptr;
+  m.num_tensors = slots;
+  return launch_blocks<F>(m, blocks, stream);
 }
 
-const char* check_count(int64_t n) {
-  return n < 0 ? "nytorch_ext: negative element count" : nullptr;
+// F over the call's tensors, input k of tensor t being call.input(k, t): a list
+// of one in a small launch argument, longer lists in full ones.
+template <typename F>
+const char* apply_list(const ListCall& call, cudaStream_t stream) {
+  using T = typename F::Elem;
+  const auto fill = [&call](auto& m, int slot, int64_t t) {
+    for (int k = 0; k < F::kInputs; ++k) m.in[k][slot] = static_cast<const T*>(call.input(k, t));
+    m.per_tensor[slot] = F::per_tensor(call, t);
+  };
+  if (call.num_tensors == 1) return apply<F, 1>(call, F::shared(call), fill, stream);
+  return apply<F, list_capacity<F>()>(call, F::shared(call), fill, stream);
 }
 
 // ---------------------------------------------------------------------------
-// Single-tensor kernels and launchers (axpby, blend)
+// The functors: one per op. Each is built per block from the launch's meta
+// (its tensor `s`, its chunk starting at element `begin`) and computes one
+// group of kWidth elements at a time.
 // ---------------------------------------------------------------------------
 
-template <bool kVectorized, typename T, typename Op>
-__global__ void __launch_bounds__(kThreads)
-    binary_kernel(T* out, const T* x, const T* y, int64_t n, Op op) {
-  binary_loop<kVectorized>(out, x, y, n, global_thread(), grid_threads(), op);
-}
-
-// out[i] = op(x[i], y[i]) for i < n, on `stream`. Vectorized iff all three
-// pointers are 16-byte aligned.
+// out = op(x, y): the body axpby and blend share; they differ in where op comes from.
 template <typename T, typename Op>
-const char* launch_binary(T* out, const T* x, const T* y, int64_t n, const Op& op,
-                          cudaStream_t stream) {
-  if (const char* err = check_count(n)) return err;
-  if (n == 0) return nullptr;
-  const bool vectorized = is_aligned16(out) && is_aligned16(x) && is_aligned16(y);
-  unsigned blocks = 0;
-  // Vectorized: one item per vector; the < kSize tail rides on the same threads.
-  const int64_t items = vectorized ? ceil_div(n, Vec<T>::kSize) : n;
-  if (const char* err = to_result(grid_blocks(items, &blocks))) return err;
-  if (vectorized) {
-    binary_kernel<true><<<blocks, kThreads, 0, stream>>>(out, x, y, n, op);
-  } else {
-    binary_kernel<false><<<blocks, kThreads, 0, stream>>>(out, x, y, n, op);
+struct BinaryBody {
+  using Elem = T;
+  static constexpr int kInputs = 2;
+  static constexpr int kWidth = kVecWidth<T>;
+  T* out;
+  const T* x;
+  const T* y;
+  Op op;
+
+  NYT_HD bool aligned() const {
+    return group_aligned<T, kWidth>(out) && group_aligned<T, kWidth>(x) &&
+           group_aligned<T, kWidth>(y);
   }
-  return launch_result();
-}
+  template <bool kWhole>
+  NYT_HD void group(int64_t i, int64_t n) const {
+    opmath_t<T> a[kWidth], b[kWidth];
+    load<kWhole>(x, i, n, a);
+    load<kWhole>(y, i, n, b);
+    NYT_UNROLL
+    for (int e = 0; e < kWidth; ++e) a[e] = op(a[e], b[e]);
+    store<kWhole>(out, i, n, a);
+  }
+};
 
+// out = a*x + b*y, one (a, b) for the whole list.
 template <typename T>
-const char* axpby_impl(T* out, const T* x, const T* y, int64_t n, double a, double b,
-                       cudaStream_t stream) {
-  using O = opmath_t<T>;
-  const AxpbyOp<O> op{static_cast<O>(a), static_cast<O>(b)};
-  return launch_binary(out, x, y, n, op, stream);
-}
+struct AxpbyFunctor : BinaryBody<T, AxpbyOp<opmath_t<T>>> {
+  using Shared = AxpbyOp<opmath_t<T>>;
+  using PerTensor = NoScalars;
+  static Shared shared(const ListCall& c) {
+    return {static_cast<opmath_t<T>>(c.scalars[0]), static_cast<opmath_t<T>>(c.scalars[1])};
+  }
+  static PerTensor per_tensor(const ListCall&, int64_t) { return {}; }
+  template <typename Meta>
+  NYT_HD AxpbyFunctor(const Meta& m, int s, int64_t begin)
+      : BinaryBody<T, Shared>{m.out[s] + begin, m.in[0][s] + begin, m.in[1][s] + begin,
+                              m.shared} {}
+};
 
+// out = lerp(x, y, w), w per tensor (one shared weight is repeated).
 template <typename T>
-const char* blend_impl(T* out, const T* x, const T* y, int64_t n, double alpha,
-                       cudaStream_t stream) {
-  using O = opmath_t<T>;
-  const BlendOp<O> op{static_cast<O>(alpha)};
-  return launch_binary(out, x, y, n, op, stream);
-}
+struct BlendFunctor : BinaryBody<T, BlendOp<opmath_t<T>>> {
+  using Shared = NoScalars;
+  using PerTensor = opmath_t<T>;
+  static Shared shared(const ListCall&) { return {}; }
+  static PerTensor per_tensor(const ListCall& c, int64_t t) {
+    return static_cast<opmath_t<T>>(c.weight(t));
+  }
+  template <typename Meta>
+  NYT_HD BlendFunctor(const Meta& m, int s, int64_t begin)
+      : BinaryBody<T, BlendOp<opmath_t<T>>>{m.out[s] + begin, m.in[0][s] + begin,
+                                            m.in[1][s] + begin,
+                                            BlendOp<opmath_t<T>>{m.per_tensor[s]}} {}
+};
 
-// ---------------------------------------------------------------------------
-// lincomb: out = sum_k c[k]*in[k] + bias
+// out = lerp(x, y, w) + s*z, z the standard normals of (seed, stream) by element
+// index (philox.h). A group is one Philox block of 4 elements: one Philox call
+// gives its 4 normals. Chunks start on multiples of kChunkAlign, so no Philox
+// block is split between CUDA blocks.
+template <typename T>
+struct BlendNoiseFunctor {
+  using Elem = T;
+  using O = opmath_t<T>;
+  static constexpr int kInputs = 2;
+  static constexpr int kWidth = philox::kLanes;
+  struct Shared {
+    uint64_t seed;
+    O noise_scale;
+  };
+  struct PerTensor {
+    uint64_t stream;
+    O weight;
+  };
+  static Shared shared(const ListCall& c) { return {c.seed, static_cast<O>(c.scalars[0])}; }
+  static PerTensor per_tensor(const ListCall& c, int64_t t) {
+    return {c.streams[t], static_cast<O>(c.weight(t))};
+  }
+
+  T* out;
+  const T* x;
+  const T* y;
+  BlendNoiseOp<O> op;
+  uint64_t seed, stream;
+  int64_t first_block;  // the Philox block of the chunk's first element
+
+  template <typename Meta>
+  NYT_HD BlendNoiseFunctor(const Meta& m, int s, int64_t begin)
+      : out(m.out[s] + begin),
+        x(m.in[0][s] + begin),
+        y(m.in[1][s] + begin),
+        op{BlendOp<O>{m.per_tensor[s].weight}, m.shared.noise_scale},
+        seed(m.shared.seed),
+        stream(m.per_tensor[s].stream),
+        first_block(begin / philox::kLanes) {}
+
+  NYT_HD bool aligned() const {
+    return group_aligned<T, kWidth>(out) && group_aligned<T, kWidth>(x) &&
+           group_aligned<T, kWidth>(y);
+  }
+  template <bool kWhole>
+  NYT_HD void group(int64_t i, int64_t n) const {
+    O z[kWidth], a[kWidth], b[kWidth];
+    philox::normals<O>(seed, stream, static_cast<uint64_t>(first_block + i / kWidth), z);
+    load<kWhole>(x, i, n, a);
+    load<kWhole>(y, i, n, b);
+    NYT_UNROLL
+    for (int e = 0; e < kWidth; ++e) a[e] = op(a[e], b[e], z[e]);
+    store<kWhole>(out, i, n, a);
+  }
+};
+
+// out = sum_k c[k]*in[k] + bias over one pass of up to kLincombMaxInputs inputs.
 //
-// One launch takes up to kLincombMaxInputs pointers and coefficients by value,
-// so K <= 16 inputs is a single pass over memory. Larger K runs in passes: the
-// first writes the partial sum of inputs [0, 16) to out; each later pass reads
-// out back as input 0 with coefficient 1 (exact) plus the next 15 inputs, and
-// only the last pass adds the bias. The summation order is the CPU kernel's,
-// so float/double results match a single pass bit for bit; half/bfloat16 round
-// the partial sums to the storage type between passes.
-// ---------------------------------------------------------------------------
-
+// A launch takes the pass's input pointers and coefficients in its shared
+// scalars, so K <= 16 inputs is a single pass over memory. Larger K runs in
+// passes: the first writes the partial sum of inputs [0, 16) to out; each later
+// pass reads out back as input 0 with coefficient 1 (exact) plus the next 15
+// inputs, and only the last pass adds the bias. The summation order is the CPU
+// kernel's, so float/double results match a single pass bit for bit;
+// half/bfloat16 round the partial sums to the storage type between passes.
 constexpr int kLincombMaxInputs = 16;
 
 template <typename T>
-struct LincombArgs {
-  const T* in[kLincombMaxInputs];
-  opmath_t<T> coeff[kLincombMaxInputs];
-  opmath_t<T> bias;
-  int32_t num_inputs;  // 1 .. kLincombMaxInputs
-  bool add_bias;       // last pass only: adding 0 is not the identity for -0
-};
-static_assert(sizeof(LincombArgs<float>) < kMaxParamBytes, "LincombArgs<float> too large");
-static_assert(sizeof(LincombArgs<double>) < kMaxParamBytes, "LincombArgs<double> too large");
-
-template <bool kVectorized, typename T>
-NYT_HD void lincomb_loop(T* out, const LincombArgs<T>& args, int64_t n, int64_t first,
-                         int64_t stride) {
+struct LincombFunctor {
+  using Elem = T;
   using O = opmath_t<T>;
-  using Op = LincombOp<O>;
-  int64_t tail_begin = 0;
-  if constexpr (kVectorized) {
-    using V = Vec<T>;
-    const int64_t num_vecs = n / V::kSize;
-    for (int64_t i = first; i < num_vecs; i += stride) {
-      O acc[V::kSize];
-      const V x0 = reinterpret_cast<const V*>(args.in[0])[i];
-      NYT_UNROLL
-      for (int e = 0; e < V::kSize; ++e) acc[e] = Op::first(args.coeff[0], to_opmath(x0.v[e]));
-      NYT_UNROLL
-      for (int k = 1; k < kLincombMaxInputs; ++k) {
-        if (k < args.num_inputs) {
-          const V xk = reinterpret_cast<const V*>(args.in[k])[i];
-          NYT_UNROLL
-          for (int e = 0; e < V::kSize; ++e) {
-            acc[e] = Op::next(acc[e], args.coeff[k], to_opmath(xk.v[e]));
-          }
-        }
-      }
-      V r;
-      NYT_UNROLL
-      for (int e = 0; e < V::kSize; ++e) {
-        r.v[e] = from_opmath<T>(args.add_bias ? Op::finish(acc[e], args.bias) : acc[e]);
-      }
-      reinterpret_cast<V*>(out)[i] = r;
-    }
-    tail_begin = num_vecs * V::kSize;
+  static constexpr int kInputs = 0;  // the pass's inputs are in Shared
+  static constexpr int kWidth = kVecWidth<T>;
+  struct Shared {
+    const T* in[kLincombMaxInputs];
+    O coeff[kLincombMaxInputs];
+    O bias;
+    int32_t num_inputs;  // 1 .. kLincombMaxInputs
+    bool add_bias;       // last pass only: adding 0 is not the identity for -0
+  };
+  using PerTensor = NoScalars;
+
+  T* out;
+  const Shared& pass;  // in the launch's parameter memory
+  int64_t begin;
+
+  template <typename Meta>
+  NYT_HD LincombFunctor(const Meta& m, int s, int64_t chunk_begin)
+      : out(m.out[s] + chunk_begin), pass(m.shared), begin(chunk_begin) {}
+
+  NYT_HD bool aligned() const {
+    bool all = group_aligned<T, kWidth>(out);
+    for (int k = 0; k < pass.num_inputs; ++k) all = all && group_aligned<T, kWidth>(pass.in[k] + begin);
+    return all;
   }
-  for (int64_t i = tail_begin + first; i < n; i += stride) {
-    O acc = Op::first(args.coeff[0], to_opmath(args.in[0][i]));
+  template <bool kWhole>
+  NYT_HD void group(int64_t i, int64_t n) const {
+    using Op = LincombOp<O>;
+    O acc[kWidth], v[kWidth];
+    load<kWhole>(pass.in[0] + begin, i, n, v);
+    NYT_UNROLL
+    for (int e = 0; e < kWidth; ++e) acc[e] = Op::first(pass.coeff[0], v[e]);
     NYT_UNROLL
     for (int k = 1; k < kLincombMaxInputs; ++k) {
-      if (k < args.num_inputs) acc = Op::next(acc, args.coeff[k], to_opmath(args.in[k][i]));
+      if (k < pass.num_inputs) {
+        load<kWhole>(pass.in[k] + begin, i, n, v);
+        NYT_UNROLL
+        for (int e = 0; e < kWidth; ++e) acc[e] = Op::next(acc[e], pass.coeff[k], v[e]);
+      }
     }
-    out[i] = from_opmath<T>(args.add_bias ? Op::finish(acc, args.bias) : acc);
-  }
-}
-
-// __grid_constant__: read the arguments in place, never copied to local memory.
-template <bool kVectorized, typename T>
-__global__ void __launch_bounds__(kThreads)
-    lincomb_kernel(T* out, const __grid_constant__ LincombArgs<T> args, int64_t n) {
-  lincomb_loop<kVectorized>(out, args, n, global_thread(), grid_threads());
-}
-
-template <typename T>
-const char* launch_lincomb_pass(T* out, const LincombArgs<T>& args, int64_t n,
-                                cudaStream_t stream) {
-  bool vectorized = is_aligned16(out);
-  for (int k = 0; k < args.num_inputs; ++k) vectorized = vectorized && is_aligned16(args.in[k]);
-  unsigned blocks = 0;
-  const int64_t items = vectorized ? ceil_div(n, Vec<T>::kSize) : n;
-  if (const char* err = to_result(grid_blocks(items, &blocks))) return err;
-  if (vectorized) {
-    lincomb_kernel<true><<<blocks, kThreads, 0, stream>>>(out, args, n);
-  } else {
-    lincomb_kernel<false><<<blocks, kThreads, 0, stream>>>(out, args, n);
-  }
-  return launch_result();
-}
-
-// Calls run_pass(args) for each pass, in order, stopping at the first error.
-// An input past the first pass that is `out` itself is read from `saved_out`,
-// a copy of out taken before the first pass (nullptr when there is none).
-template <typename T, typename RunPass>
-const char* for_each_lincomb_pass(T* out, const void* const* inputs, const double* coeffs,
-                                  int64_t num_inputs, double bias, const T* saved_out,
-                                  const RunPass& run_pass) {
-  using O = opmath_t<T>;
-  int64_t next = 0;  // first input not yet summed
-  while (next < num_inputs) {
-    LincombArgs<T> args{};
-    int slot = 0;
-    if (next > 0) {  // continue from the partial sum in out
-      args.in[0] = out;
-      args.coeff[0] = O(1);
-      slot = 1;
+    if (pass.add_bias) {
+      NYT_UNROLL
+      for (int e = 0; e < kWidth; ++e) acc[e] = Op::finish(acc[e], pass.bias);
     }
-    for (; slot < kLincombMaxInputs && next < num_inputs; ++slot, ++next) {
-      const T* in = static_cast<const T*>(inputs[next]);
-      args.in[slot] = (next >= kLincombMaxInputs && in == out) ? saved_out : in;
-      args.coeff[slot] = static_cast<O>(coeffs[next]);
-    }
-    args.num_inputs = slot;
-    args.bias = static_cast<O>(bias);
-    args.add_bias = next == num_inputs;
-    if (const char* err = run_pass(args)) return err;
+    store<kWhole>(out, i, n, acc);
   }
-  return nullptr;
-}
+};
 
-// True when an input past the first pass is `out` itself.
-bool lincomb_needs_saved_out(const void* out, const void* const* inputs,
-                             int64_t num_inputs) {
-  for (int64_t k = kLincombMaxInputs; k < num_inputs; ++k) {
-    if (inputs[k] == out) return true;
+// Whether an input read after the first pass is the output itself: the first
+// pass overwrites it, so those passes read a copy taken before (call.scratch).
+bool lincomb_reads_out_late(const ListCall& call) {
+  for (int64_t k = kLincombMaxInputs; k < call.num_inputs; ++k) {
+    if (call.input(k, 0) == call.outs[0]) return true;
   }
   return false;
 }
 
 template <typename T>
-const char* lincomb_impl(T* out, const void* const* inputs, const double* coeffs,
-                         int64_t num_inputs, int64_t n, double bias, cudaStream_t stream) {
+const char* lincomb(const ListCall& call, cudaStream_t stream) {
+  using F = LincombFunctor<T>;
+  using O = opmath_t<T>;
+  const int64_t num_inputs = call.num_inputs;
   if (num_inputs < 1) return "nytorch_ext: lincomb needs at least one input";
-  if (const char* err = check_count(n)) return err;
-  if (n == 0) return nullptr;
-
-  // A later pass cannot read `out` as an input once the first pass has
-  // overwritten it: keep a stream-ordered copy for that rare case. (Inputs of
-  // the first pass may be `out`: same-index read-then-write.)
-  T* saved_out = nullptr;
-  if (lincomb_needs_saved_out(out, inputs, num_inputs)) {
-    const size_t bytes = static_cast<size_t>(n) * sizeof(T);
-    cudaError_t err = cudaMallocAsync(reinterpret_cast<void**>(&saved_out), bytes, stream);
-    if (err != cudaSuccess) return to_result(err);
-    err = cudaMemcpyAsync(saved_out, out, bytes, cudaMemcpyDeviceToDevice, stream);
+  T* out = static_cast<T*>(call.outs[0]);
+  const T* saved_out = static_cast<const T*>(call.scratch);
+  if (lincomb_reads_out_late(call)) {
+    if (saved_out == nullptr) return "nytorch_ext: lincomb needs scratch memory (scratch_bytes)";
+    const size_t bytes = static_cast<size_t>(call.sizes[0]) * sizeof(T);
+#ifdef NYT_CUDA_HOST_EMULATION
+    std::memcpy(call.scratch, out, bytes);
+#else
+    const cudaError_t err =
+        cudaMemcpyAsync(call.scratch, out, bytes, cudaMemcpyDeviceToDevice, stream);
     if (err != cudaSuccess) {
-      (void)cudaFreeAsync(saved_out, stream);
-      return to_result(err);
+      (void)cudaGetLastError();  // clear it: a later, unrelated check must not report it
+      return cudaGetErrorString(err);
     }
+#endif
   }
-
-  const char* result = for_each_lincomb_pass(
-      out, inputs, coeffs, num_inputs, bias, saved_out,
-      [&](const LincombArgs<T>& args) { return launch_lincomb_pass(out, args, n, stream); });
-
-  if (saved_out != nullptr) {
-    const cudaError_t err = cudaFreeAsync(saved_out, stream);
-    if (result == nullptr) result = to_result(err);
-  }
-  return result;
-}
-
-// ---------------------------------------------------------------------------
-// Multi-tensor apply (as apex's multi_tensor_apply)
-//
-// The host fills a table of up to kMultiMaxTensors tensors (pointers, sizes,
-// per-tensor scalars) and a block map (block -> table slot, chunk index), and
-// passes it by value as the kernel's only argument. Each block processes one
-// kChunkSize-element chunk of one tensor, vectorized when that tensor's
-// pointers are 16-byte aligned. When the table or the block map is full the
-// host launches and starts over, carrying a partly covered tensor into slot 0,
-// so any number of tensors works. Sizes and chunk offsets are 64-bit.
-// ---------------------------------------------------------------------------
-
-constexpr int kMultiThreads = 512;
-// A multiple of every Vec size, so chunk starts keep their tensor's alignment.
-constexpr int64_t kChunkSize = 65536;
-// 48 tensors x 32 B + 448 blocks x 5 B keeps a table under 4 KB; 448 blocks of
-// 512 threads are about one full wave on an A100 (108 SMs) or H100 (132 SMs).
-constexpr int kMultiMaxTensors = 48;
-constexpr int kMultiMaxBlocks = 448;
-
-static_assert(kChunkSize % Vec<__half>::kSize == 0, "chunks must start on a Vec boundary");
-static_assert(kMultiMaxTensors <= 256, "block map slots are uint8_t");
-
-struct BlockMap {
-  int32_t chunk[kMultiMaxBlocks];  // chunk index within the tensor
-  uint8_t slot[kMultiMaxBlocks];   // tensor slot in the table
-};
-
-template <typename T>
-struct AxpbyTable {
-  static constexpr int kMaxTensors = kMultiMaxTensors;
-  T* out[kMultiMaxTensors];
-  const T* x[kMultiMaxTensors];
-  const T* y[kMultiMaxTensors];
-  int64_t size[kMultiMaxTensors];
-  BlockMap blocks;
-  AxpbyOp<opmath_t<T>> op;
-};
-
-template <typename T>
-struct BlendTable {
-  static constexpr int kMaxTensors = kMultiMaxTensors;
-  T* target[kMultiMaxTensors];
-  const T* source[kMultiMaxTensors];
-  int64_t size[kMultiMaxTensors];
-  opmath_t<T> alpha[kMultiMaxTensors];
-  BlockMap blocks;
-};
-
-// Whether a kernel-argument table fits the parameter limit for every dtype.
-template <template <typename> class Table>
-constexpr bool fits_params() {
-  return sizeof(Table<float>) < kMaxParamBytes && sizeof(Table<double>) < kMaxParamBytes &&
-         sizeof(Table<__half>) < kMaxParamBytes && sizeof(Table<__nv_bfloat16>) < kMaxParamBytes;
-}
-static_assert(fits_params<AxpbyTable>(), "AxpbyTable too large");
-static_assert(fits_params<BlendTable>(), "BlendTable too large");
-
-// The chunk that block `block` of a launch processes: its table slot, its first
-// element and its length (kChunkSize, or less for a tensor's last chunk).
-struct Chunk {
-  int slot;
-  int64_t begin;
-  int64_t size;
-};
-
-template <typename Table>
-NYT_HD Chunk chunk_of(const Table& table, int block) {
-  Chunk c;
-  c.slot = table.blocks.slot[block];
-  c.begin = static_cast<int64_t>(table.blocks.chunk[block]) * kChunkSize;
-  const int64_t remaining = table.size[c.slot] - c.begin;
-  c.size = remaining < kChunkSize ? remaining : kChunkSize;
-  return c;
-}
-
-// Body of block `block`, run by thread `thread` of `threads`.
-template <typename T>
-NYT_HD void multi_axpby_block(const AxpbyTable<T>& table, int block, int64_t thread,
-                              int64_t threads) {
-  const Chunk c = chunk_of(table, block);
-  T* out = table.out[c.slot] + c.begin;
-  const T* x = table.x[c.slot] + c.begin;
-  const T* y = table.y[c.slot] + c.begin;
-  if (is_aligned16(out) && is_aligned16(x) && is_aligned16(y)) {
-    binary_loop<true>(out, x, y, c.size, thread, threads, table.op);
-  } else {
-    binary_loop<false>(out, x, y, c.size, thread, threads, table.op);
-  }
-}
-
-template <typename T>
-NYT_HD void multi_blend_block(const BlendTable<T>& table, int block, int64_t thread,
-                              int64_t threads) {
-  const Chunk c = chunk_of(table, block);
-  T* target = table.target[c.slot] + c.begin;
-  const T* source = table.source[c.slot] + c.begin;
-  const BlendOp<opmath_t<T>> op{table.alpha[c.slot]};
-  if (is_aligned16(target) && is_aligned16(source)) {
-    binary_loop<true>(target, target, source, c.size, thread, threads, op);
-  } else {
-    binary_loop<false>(target, target, source, c.size, thread, threads, op);
-  }
-}
-
-// __grid_constant__: the table is indexed by a runtime slot; read it in place
-// from parameter memory rather than copy ~4 KB to local memory per thread.
-template <typename T>
-__global__ void __launch_bounds__(kMultiThreads)
-    multi_axpby_kernel(const __grid_constant__ AxpbyTable<T> table) {
-  multi_axpby_block(table, static_cast<int>(blockIdx.x), threadIdx.x, blockDim.x);
-}
-
-template <typename T>
-__global__ void __launch_bounds__(kMultiThreads)
-    multi_blend_kernel(const __grid_constant__ BlendTable<T> table) {
-  multi_blend_block(table, static_cast<int>(blockIdx.x), threadIdx.x, blockDim.x);
-}
-
-// Sizes must be >= 0 and have chunk indices that fit the int32_t block map
-// (2^31 chunks of 2^16 elements: far beyond any device's memory).
-const char* check_sizes(const int64_t* sizes, int64_t num_tensors) {
-  constexpr int64_t kMaxSize = std::numeric_limits<int32_t>::max() * kChunkSize;
-  for (int64_t t = 0; t < num_tensors; ++t) {
-    if (sizes[t] < 0) return "nytorch_ext: negative tensor size";
-    if (sizes[t] > kMaxSize) return "nytorch_ext: tensor too large for the multi-tensor block map";
+  const auto no_fill = [](auto&, int, int64_t) {};
+  int64_t next = 0;  // first input not yet summed
+  while (next < num_inputs) {
+    typename F::Shared pass{};
+    int slot = 0;
+    if (next > 0) {  // continue from the partial sum in out
+      pass.in[0] = out;
+      pass.coeff[0] = O(1);
+      slot = 1;
+    }
+    for (; slot < kLincombMaxInputs && next < num_inputs; ++slot, ++next) {
+      const T* in = static_cast<const T*>(call.input(next, 0));
+      pass.in[slot] = (next >= kLincombMaxInputs && in == out) ? saved_out : in;
+      pass.coeff[slot] = static_cast<O>(call.scalars[next]);
+    }
+    pass.num_inputs = slot;
+    pass.bias = static_cast<O>(call.scalars[num_inputs]);
+    pass.add_bias = next == num_inputs;
+    if (const char* err = apply<F, 1>(call, pass, no_fill, stream)) return err;
   }
   return nullptr;
 }
 
-// Covers every chunk of every non-empty tensor with one block, in as few
-// launches as the table (Table::kMaxTensors slots) allows. fill(table, slot, t) stores tensor t's pointers
-// and scalars in `slot`; launch(table, num_blocks) launches one kernel.
-template <typename Table, typename Fill, typename Launch>
-const char* multi_tensor_apply(Table& table, const int64_t* sizes, int64_t num_tensors,
-                               const Fill& fill, const Launch& launch) {
-  int slots = 0;   // table slots in use
-  int blocks = 0;  // block map entries in use
-  for (int64_t t = 0; t < num_tensors; ++t) {
-    const int64_t size = sizes[t];
-    if (size == 0) continue;
-    // Invariant: slots < Table::kMaxTensors here (a full table is flushed below
-    // as soon as its last tensor is fully mapped).
-    fill(table, slots, t);
-    table.size[slots] = size;
-    ++slots;
-    const int64_t num_chunks = ceil_div(size, kChunkSize);
-    for (int64_t chunk = 0; chunk < num_chunks; ++chunk) {
-      table.blocks.slot[blocks] = static_cast<uint8_t>(slots - 1);
-      table.blocks.chunk[blocks] = static_cast<int32_t>(chunk);
-      ++blocks;
-      const bool last_chunk = chunk == num_chunks - 1;
-      if (blocks == kMultiMaxBlocks || (slots == Table::kMaxTensors && last_chunk)) {
-        // The launch copies the table, so it can be refilled right away.
-        if (const char* err = launch(table, blocks)) return err;
-        blocks = 0;
-        slots = 0;
-        if (!last_chunk) {  // tensor t goes on in the next launch
-          fill(table, 0, t);
-          table.size[0] = size;
-          slots = 1;
-        }
-      }
-    }
-  }
-  return blocks > 0 ? launch(table, blocks) : nullptr;
-}
-
-template <typename T>
-const char* multi_axpby_impl(void* const* outs, const void* const* xs, const void* const* ys,
-                             const int64_t* sizes, int64_t num_tensors, double a, double b,
-                             cudaStream_t stream) {
-  using O = opmath_t<T>;
-  if (num_tensors < 0) return "nytorch_ext: negative tensor count";
-  if (const char* err = check_sizes(sizes, num_tensors)) return err;
-  AxpbyTable<T> table{};
-  table.op = AxpbyOp<O>{static_cast<O>(a), static_cast<O>(b)};
-  const auto fill = [&](AxpbyTable<T>& tab, int slot, int64_t t) {
-    tab.out[slot] = static_cast<T*>(outs[t]);
-    tab.x[slot] = static_cast<const T*>(xs[t]);
-    tab.y[slot] = static_cast<const T*>(ys[t]);
-  };
-  const auto launch = [&](const AxpbyTable<T>& tab, int num_blocks) {
-    multi_axpby_kernel<T><<<num_blocks, kMultiThreads, 0, stream>>>(tab);
-    return launch_result();
-  };
-  return multi_tensor_apply(table, sizes, num_tensors, fill, launch);
-}
-
-// The list arguments of the blend forms: one source and one weight, or one per target.
-const char* check_blend_lists(int64_t num_sources, int64_t num_weights, const int64_t* sizes,
-                              int64_t num_tensors) {
-  if (num_tensors < 0) return "nytorch_ext: negative tensor count";
-  if (num_sources != 1 && num_sources != num_tensors) {
-    return "nytorch_ext: multi_blend needs one source or one per target";
-  }
-  if (num_weights != 1 && num_weights != num_tensors) {
-    return "nytorch_ext: multi_blend needs one alpha or one per target";
-  }
-  return check_sizes(sizes, num_tensors);
-}
-
-template <typename T>
-const char* multi_blend_impl(void* const* targets, const void* const* sources,
-                             int64_t num_sources, const double* alphas, int64_t num_alphas,
-                             const int64_t* sizes, int64_t num_tensors, cudaStream_t stream) {
-  using O = opmath_t<T>;
-  if (num_tensors == 0) return nullptr;
-  if (const char* err = check_blend_lists(num_sources, num_alphas, sizes, num_tensors)) return err;
-  BlendTable<T> table{};
-  const auto fill = [&](BlendTable<T>& tab, int slot, int64_t t) {
-    tab.target[slot] = static_cast<T*>(targets[t]);
-    tab.source[slot] = static_cast<const T*>(sources[num_sources == 1 ? 0 : t]);
-    tab.alpha[slot] = static_cast<O>(alphas[num_alphas == 1 ? 0 : t]);
-  };
-  const auto launch = [&](const BlendTable<T>& tab, int num_blocks) {
-    multi_blend_kernel<T><<<num_blocks, kMultiThreads, 0, stream>>>(tab);
-    return launch_result();
-  };
-  return multi_tensor_apply(table, sizes, num_tensors, fill, launch);
-}
-
 // ---------------------------------------------------------------------------
-// Blend with noise: targets[t] = blend(targets[t], src_t, w_t) + s * z, z the
-// standard normals of (seed, streams[t]) by element index (philox.h).
-//
-// The multi-tensor machinery above with a table of its own (fewer slots: the
-// per-tensor stream and weight must fit the 4 KB too). Each thread takes one
-// Philox block of 4 consecutive elements at a time, block-stride through its
-// chunk: one Philox call gives that block's 4 normals. Chunks start on
-// multiples of kChunkSize, so no Philox block is split between CUDA blocks.
-// ---------------------------------------------------------------------------
-
-constexpr int kNoiseMaxTensors = 40;
-static_assert(kChunkSize % philox::kLanes == 0, "chunks start on a Philox block");
-static_assert(kNoiseMaxTensors <= 256, "block map slots are uint8_t");
-
-template <typename T>
-struct BlendNoiseTable {
-  static constexpr int kMaxTensors = kNoiseMaxTensors;
-  T* target[kNoiseMaxTensors];
-  const T* source[kNoiseMaxTensors];
-  int64_t size[kNoiseMaxTensors];
-  uint64_t stream[kNoiseMaxTensors];
-  opmath_t<T> weight[kNoiseMaxTensors];
-  BlockMap blocks;
-  uint64_t seed;
-  opmath_t<T> noise_scale;
-};
-
-static_assert(fits_params<BlendNoiseTable>(), "BlendNoiseTable too large");
-
-// The 4 elements of one Philox block, moved by one aligned load or store.
-template <typename T>
-struct alignas(philox::kLanes * sizeof(T)) Block4 {
-  T v[philox::kLanes];
-};
-
-// target[i] = op(target[i], source[i], z[i]) for i < n, where element i is
-// element 4 * first_block + i of its tensor. kVectorized requires target and
-// source aligned to a whole Block4.
-template <bool kVectorized, typename T>
-NYT_HD void blend_noise_loop(T* target, const T* source, int64_t n, int64_t first_block,
-                             const BlendNoiseOp<opmath_t<T>>& op, uint64_t seed,
-                             uint64_t stream, int64_t first, int64_t stride) {
-  using O = opmath_t<T>;
-  constexpr int kLanes = philox::kLanes;
-  const int64_t num_blocks = (n + kLanes - 1) / kLanes;  // ceil_div is host-only
-  for (int64_t b = first; b < num_blocks; b += stride) {
-    O z[kLanes];
-    philox::normals<O>(seed, stream, static_cast<uint64_t>(first_block + b), z);
-    const int64_t i = b * kLanes;
-    if (kVectorized && i + kLanes <= n) {
-      const Block4<T> x = reinterpret_cast<const Block4<T>*>(target)[b];
-      const Block4<T> y = reinterpret_cast<const Block4<T>*>(source)[b];
-      Block4<T> r;
-      NYT_UNROLL
-      for (int e = 0; e < kLanes; ++e) {
-        r.v[e] = from_opmath<T>(op(to_opmath(x.v[e]), to_opmath(y.v[e]), z[e]));
-      }
-      reinterpret_cast<Block4<T>*>(target)[b] = r;
-    } else {
-      NYT_UNROLL
-      for (int e = 0; e < kLanes; ++e) {
-        if (i + e < n) {
-          target[i + e] = from_opmath<T>(op(to_opmath(target[i + e]), to_opmath(source[i + e]), z[e]));
-        }
-      }
-    }
-  }
-}
-
-template <typename T>
-NYT_HD void multi_blend_noise_block(const BlendNoiseTable<T>& table, int block, int64_t thread,
-                                    int64_t threads) {
-  const Chunk c = chunk_of(table, block);
-  T* target = table.target[c.slot] + c.begin;
-  const T* source = table.source[c.slot] + c.begin;
-  const BlendNoiseOp<opmath_t<T>> op{BlendOp<opmath_t<T>>{table.weight[c.slot]},
-                                     table.noise_scale};
-  const int64_t first_block = c.begin / philox::kLanes;
-  const uint64_t stream = table.stream[c.slot];
-  constexpr size_t kAlign = sizeof(Block4<T>);
-  if (reinterpret_cast<std::uintptr_t>(target) % kAlign == 0 &&
-      reinterpret_cast<std::uintptr_t>(source) % kAlign == 0) {
-    blend_noise_loop<true>(target, source, c.size, first_block, op, table.seed, stream, thread,
-                           threads);
-  } else {
-    blend_noise_loop<false>(target, source, c.size, first_block, op, table.seed, stream, thread,
-                            threads);
-  }
-}
-
-template <typename T>
-__global__ void __launch_bounds__(kMultiThreads)
-    multi_blend_noise_kernel(const __grid_constant__ BlendNoiseTable<T> table) {
-  multi_blend_noise_block(table, static_cast<int>(blockIdx.x), threadIdx.x, blockDim.x);
-}
-
-template <typename T>
-const char* multi_blend_noise_impl(void* const* targets, const void* const* sources,
-                                   int64_t num_sources, const double* weights,
-                                   int64_t num_weights, const int64_t* sizes,
-                                   int64_t num_tensors, double noise_scale, uint64_t seed,
-                                   const uint64_t* streams, cudaStream_t stream) {
-  using O = opmath_t<T>;
-  if (noise_scale == 0.0) {  // exactly the blend (a -0.0 stays -0.0); no normals to draw
-    return multi_blend_impl<T>(targets, sources, num_sources, weights, num_weights, sizes,
-                               num_tensors, stream);
-  }
-  if (num_tensors == 0) return nullptr;
-  if (const char* err = check_blend_lists(num_sources, num_weights, sizes, num_tensors)) return err;
-  BlendNoiseTable<T> table{};
-  table.seed = seed;
-  table.noise_scale = static_cast<O>(noise_scale);
-  const auto fill = [&](BlendNoiseTable<T>& tab, int slot, int64_t t) {
-    tab.target[slot] = static_cast<T*>(targets[t]);
-    tab.source[slot] = static_cast<const T*>(sources[num_sources == 1 ? 0 : t]);
-    tab.weight[slot] = static_cast<O>(weights[num_weights == 1 ? 0 : t]);
-    tab.stream[slot] = streams[t];
-  };
-  const auto launch = [&](const BlendNoiseTable<T>& tab, int num_blocks) {
-    multi_blend_noise_kernel<T><<<num_blocks, kMultiThreads, 0, stream>>>(tab);
-    return launch_result();
-  };
-  return multi_tensor_apply(table, sizes, num_tensors, fill, launch);
-}
-
-// ---------------------------------------------------------------------------
-// Dispatch on DType
+// Dispatch on DType and ElementOp
 // ---------------------------------------------------------------------------
 
 template <typename T>
@@ -763,84 +542,54 @@ struct TypeTag {
 template <typename Fn>
 const char* dispatch(DType dtype, const Fn& fn) {
   switch (dtype) {
-    case DType::Float32:
-      return fn(TypeTag<float>{});
-    case DType::Float64:
-      return fn(TypeTag<double>{});
-    case DType::Float16:
-      return fn(TypeTag<__half>{});
-    case DType::BFloat16:
-      return fn(TypeTag<__nv_bfloat16>{});
+    case DType::Float32: return fn(TypeTag<float>{});
+    case DType::Float64: return fn(TypeTag<double>{});
+    case DType::Float16: return fn(TypeTag<__half>{});
+    case DType::BFloat16: return fn(TypeTag<__nv_bfloat16>{});
   }
   return "nytorch_ext: unsupported dtype";
 }
 
+int64_t element_size(DType dtype) {
+  return dtype == DType::Float64 ? 8 : dtype == DType::Float32 ? 4 : 2;
+}
+
 }  // namespace
 
-const char* axpby(DType dtype, void* out, const void* x, const void* y, int64_t n,
-                  double a, double b, void* stream) {
-  return dispatch(dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    return axpby_impl(static_cast<T*>(out), static_cast<const T*>(x),
-                      static_cast<const T*>(y), n, a, b, static_cast<cudaStream_t>(stream));
-  });
+int64_t scratch_bytes(const ListCall& call) {
+  if (call.op != ElementOp::kLincomb || !lincomb_reads_out_late(call)) return 0;
+  return call.sizes[0] * element_size(call.dtype);
 }
 
-const char* blend(DType dtype, void* out, const void* x, const void* y, int64_t n,
-                  double alpha, void* stream) {
-  return dispatch(dtype, [&](auto tag) {
+const char* launch(const ListCall& call, void* stream_handle) {
+  const auto stream = static_cast<cudaStream_t>(stream_handle);
+  if (call.num_tensors < 0) return "nytorch_ext: negative tensor count";
+  for (int64_t t = 0; t < call.num_tensors; ++t) {
+    if (call.sizes[t] < 0) return "nytorch_ext: negative tensor size";
+  }
+  return dispatch(call.dtype, [&](auto tag) -> const char* {
     using T = typename decltype(tag)::type;
-    return blend_impl(static_cast<T*>(out), static_cast<const T*>(x),
-                      static_cast<const T*>(y), n, alpha, static_cast<cudaStream_t>(stream));
-  });
-}
-
-const char* lincomb(DType dtype, void* out, const void* const* inputs,
-                    const double* coeffs, int64_t num_inputs, int64_t n, double bias,
-                    void* stream) {
-  return dispatch(dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    return lincomb_impl(static_cast<T*>(out), inputs, coeffs, num_inputs, n, bias,
-                        static_cast<cudaStream_t>(stream));
-  });
-}
-
-const char* multi_axpby(DType dtype, void* const* outs, const void* const* xs,
-                        const void* const* ys, const int64_t* sizes, int64_t num_tensors,
-                        double a, double b, void* stream) {
-  return dispatch(dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    return multi_axpby_impl<T>(outs, xs, ys, sizes, num_tensors, a, b,
-                               static_cast<cudaStream_t>(stream));
-  });
-}
-
-const char* multi_blend(DType dtype, void* const* targets, const void* const* sources,
-                        int64_t num_sources, const double* alphas, int64_t num_alphas,
-                        const int64_t* sizes, int64_t num_tensors, void* stream) {
-  return dispatch(dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    return multi_blend_impl<T>(targets, sources, num_sources, alphas, num_alphas, sizes,
-                               num_tensors, static_cast<cudaStream_t>(stream));
-  });
-}
-
-const char* multi_blend_noise(DType dtype, void* const* targets, const void* const* sources,
-                              int64_t num_sources, const double* weights, int64_t num_weights,
-                              const int64_t* sizes, int64_t num_tensors, double noise_scale,
-                              uint64_t seed, const uint64_t* streams, void* stream) {
-  return dispatch(dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    return multi_blend_noise_impl<T>(targets, sources, num_sources, weights, num_weights, sizes,
-                                     num_tensors, noise_scale, seed, streams,
-                                     static_cast<cudaStream_t>(stream));
+    switch (call.op) {
+      case ElementOp::kAxpby: return apply_list<AxpbyFunctor<T>>(call, stream);
+      case ElementOp::kBlend: return apply_list<BlendFunctor<T>>(call, stream);
+      case ElementOp::kLincomb: return lincomb<T>(call, stream);
+      case ElementOp::kBlendNoise:
+        // noise_scale == 0 is exactly the blend (a -0.0 stays -0.0): no normals to draw
+        if (call.scalars[0] == 0.0) return apply_list<BlendFunctor<T>>(call, stream);
+        return apply_list<BlendNoiseFunctor<T>>(call, stream);
+    }
+    return "nytorch_ext: unknown element op";
   });
 }
 
 int runtime_version() {
+#ifdef NYT_CUDA_HOST_EMULATION
+  return CUDART_VERSION;
+#else
   int version = 0;
   // Fall back to the headers' version if the runtime cannot be queried.
   return cudaRuntimeGetVersion(&version) == cudaSuccess ? version : CUDART_VERSION;
+#endif
 }
 
 }  // namespace cuda_launch
