@@ -156,6 +156,27 @@ def test_cuda_lincomb_many_inputs(backend, dtype, k, mode):
     assert_matches(result, expected, dtype, factor=factor, what=f"lincomb K={k} {mode}")
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=dtype_id)
+def test_cuda_lincomb_scratch_from_the_caching_allocator(backend, dtype):
+    """An output read again after lincomb's first pass of 16 inputs is copied to
+    scratch memory first: it comes from PyTorch's caching allocator on the current
+    stream (one more allocation there), and is back in its pool afterwards."""
+    k = 20
+    coeffs = lincomb_coeffs(k)
+    tensors = [make(65537, dtype, seed=500 + j, device=CUDA) for j in range(k)]
+    tensors[17] = tensors[0]  # out=tensors[0] is also read by the second pass
+    expected = ref_lincomb(coeffs, tensors, 0.25)
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_stats()
+    ops.lincomb_(coeffs, tensors, 0.25)
+    torch.cuda.synchronize()
+    after = torch.cuda.memory_stats()
+    assert_matches(tensors[0], expected, dtype, factor=k / 4, what="lincomb_ K=20, out read twice")
+    if backend == "compiled" and ops.backend_info()["cuda"] == "compiled":
+        assert after["allocation.all.allocated"] >= before["allocation.all.allocated"] + 1
+        assert after["allocated_bytes.all.current"] == before["allocated_bytes.all.current"]
+
+
 # ---------------------------------------------------------- multi-tensor ops
 
 COUNTS = [1, 12, 111, 1000]
@@ -196,8 +217,10 @@ def test_cuda_multi_blend(backend, dtype, count, source, alphas):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=dtype_id)
 @pytest.mark.parametrize("layout", ["one-tensor-over-a-full-block-map", "more-blocks-and-slots-than-a-launch"])
 def test_cuda_multi_launch_splitting(backend, dtype, layout):
-    """A launch covers at most 448 chunks of 65536 elements and 48 tensors: a
-    tensor split across launches and a list spanning several launches."""
+    """A launch takes at most a kernel argument's worth of tensors (about 90 of
+    them, fewer for blend with noise) in chunks sized for about 1024 blocks: a
+    tensor of hundreds of chunks among small ones, and a list spanning several
+    launches with empty tensors between."""
     if layout == "one-tensor-over-a-full-block-map":
         sizes = [5, 448 * 65536 + 7, 3]
     else:
