@@ -306,3 +306,22 @@ def test_structural_changes_match_nytorch():
             torch.testing.assert_close(pa[name].detach(), pb[name].detach(), rtol=0, atol=0,
                                        msg=f"result {k}: {name}")
             assert pa[name].requires_grad == pb[name].requires_grad
+
+
+@pytest.mark.parametrize("path", ["module", "mtype", "particle_module"])
+def test_nytorchs_import_paths_give_nytorchs_names(path):
+    """``nytorch_ext.<path>`` stands in for ``nytorch.<path>``: every class or value
+    of the particle API that nytorch's module offers is there, the same object as
+    the package's."""
+    import importlib
+    theirs = importlib.import_module(f"nytorch.{path}")
+    ours = importlib.import_module(f"nytorch_ext.{path}")
+    api = {name for name in nyto.__all__ if not isinstance(getattr(nyto, name), type(nyto))}
+    api |= {"ModuleID", "ParamID", "ParamType", "Module", "ModuleDict", "ParamDict", "ConfigDict"}
+    expected = sorted(name for name in vars(theirs) if name in api)
+    assert expected, f"nytorch.{path} offers none of the API (the check would say nothing)"
+    missing = [name for name in expected if not hasattr(ours, name)]
+    assert not missing, f"nytorch_ext.{path} lacks {missing}, which nytorch.{path} offers"
+    for name in expected:
+        if hasattr(nyto, name):
+            assert getattr(ours, name) is getattr(nyto, name)
