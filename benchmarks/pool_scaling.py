@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import nytorch_ext as nyto
-from nytorch_ext.particles import flat
+from nytorch_ext.particles import pool as buffer_pool
 
 
 class Small(nyto.NytoModule):
@@ -38,16 +38,8 @@ class Big(nyto.NytoModule):
 
 
 def held_bytes(pool) -> int:
-    """Bytes of the buffers the pool holds that nobody else uses (the second branch
-    reads the pre-LRU pool of commit 8773d6a, for before/after comparisons)."""
-    if hasattr(pool, "free_bytes"):
-        return pool.free_bytes()
-    total = 0
-    for bucket in pool._tracked.values():
-        for i in range(len(bucket)):
-            if flat._unused(bucket, i):
-                total += bucket[i].numel() * bucket[i].element_size()
-    return total
+    """Bytes of the buffers the pool holds that nobody else uses."""
+    return pool.free_bytes()
 
 
 def op_cost(live: int, ops: int) -> float:
@@ -68,7 +60,7 @@ def op_cost(live: int, ops: int) -> float:
 
 
 def bytes_after_freeing(count: int, numel: int, distinct: bool) -> int:
-    flat.DEFAULT_POOL.clear()
+    buffer_pool.DEFAULT_POOL.clear()
     gc.collect()
     if distinct:
         made = [nyto.ParticleModule(Sized(numel + 64 * i)) * 1.0 for i in range(count)]
@@ -78,12 +70,12 @@ def bytes_after_freeing(count: int, numel: int, distinct: bool) -> int:
         del p
     del made
     gc.collect()
-    return held_bytes(flat.DEFAULT_POOL)
+    return held_bytes(buffer_pool.DEFAULT_POOL)
 
 
 def lend_cost(n: int = 20000) -> float:
     """Microseconds per lend of a buffer dropped at once (recycled every time)."""
-    pool = flat.BufferPool()
+    pool = buffer_pool.BufferPool()
     cpu = torch.device("cpu")
     best = float("inf")
     for _ in range(5):
@@ -123,7 +115,7 @@ def main():
               f"{bytes_after_freeing(100, n4mb, False) / 2**20:7.1f} MiB")
         print(f"held after freeing 100 x 4 MB particles (100 sizes): "
               f"{bytes_after_freeing(100, n4mb, True) / 2**20:7.1f} MiB")
-        flat.DEFAULT_POOL.clear()
+        buffer_pool.DEFAULT_POOL.clear()
         gc.collect()
     print(f"(0.5*a + 0.5*b) on 10 x Linear(1000, 1000): {big_blend(30):.2f} ms (min of 30)")
 
