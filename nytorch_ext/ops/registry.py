@@ -171,8 +171,6 @@ OPS: tuple[Op, ...] = (
 # The differentiable ops, which the mutating ones' grad-mode error suggests.
 ALLOCATING_FORMS: tuple[str, ...] = tuple(op.name for op in OPS if op.backward is not None)
 
-BY_NAME: dict[str, Op] = {op.name: op for op in OPS}
-
 
 def refuse_grad(op_name: str, *named: tuple[Any, str]) -> None:
     """The compiled ops' Autograd rule for ``op_name``, under the caller's names

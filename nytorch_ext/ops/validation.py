@@ -416,8 +416,11 @@ def scalar(value: Any, name: str) -> float:
 def scalar_list(values: Any, name: str, each: Callable[[Any, str], Any] = scalar,
                 what: str = "numbers") -> list:
     """A sequence (or tensor, ndarray) of ``what``, each converted by ``each``."""
-    if type(values) in (list, tuple) and _plain(values, each):
-        return list(values)  # the common case: no per-entry checks, no names built
+    if type(values) in (list, tuple):  # the common cases: no per-entry checks, no names built
+        if each is scalar and all([type(v) is float for v in values]):
+            return list(values)
+        if each is int64_bits and all([type(v) is int and 0 <= v <= _INT64_MAX for v in values]):
+            return list(values)
     if hasattr(values, "tolist") and not isinstance(values, (str, bytes)):  # tensor, ndarray
         if isinstance(values, Tensor):
             constant_tensor(values, name)
@@ -425,16 +428,6 @@ def scalar_list(values: Any, name: str, each: Callable[[Any, str], Any] = scalar
     if not isinstance(values, Sequence) or isinstance(values, (str, bytes)):
         raise TypeError(f"{name} must be a sequence of {what}, got {type(values).__name__}")
     return [each(v, f"{name}[{i}]") for i, v in enumerate(values)]
-
-
-def _plain(values: Sequence, each: Callable) -> bool:
-    """Whether every entry is already what ``each`` returns for it (floats for
-    :func:`scalar`, ints in [0, 2**63) for :func:`int64_bits`)."""
-    if each is scalar:
-        return all([type(v) is float for v in values])
-    if each is int64_bits:
-        return all([type(v) is int and 0 <= v <= _INT64_MAX for v in values])
-    return False
 
 
 def one_or_many(values: Any, name: str) -> list[float]:
