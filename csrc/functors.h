@@ -34,7 +34,7 @@ struct AxpbyOp {
 // |w| < 0.5 ? x + w*(y-x) : y - (y-x)*(1-w). Exact at w == 0 (returns x) and at
 // w == 1 (returns y); for any other w (negative, > 1, Inf, NaN) it takes the same
 // branch as torch.lerp, so NaN and Inf come out where torch.lerp's do
-// (blend(0, inf, -0.5) is NaN). The branch is on the scalar weight, so it is
+// (lerp(0, inf, -0.5) is NaN). The branch is on the scalar weight, so it is
 // uniform across a vector and a warp.
 template <typename T>
 struct BlendOp {
@@ -46,15 +46,15 @@ struct BlendOp {
   }
 };
 
-// out = blend(x, y) + s*z, z a standard normal in opmath (philox.h): the APSO
-// update with noise. Unfused: blend rounds to opmath, then s*z, then the sum.
+// out = lerp(x, y) + s*z, z a standard normal in opmath (philox.h): the APSO
+// update with noise. Unfused: the lerp rounds to opmath, then s*z, then the sum.
 template <typename T>
 struct BlendNoiseOp {
-  BlendOp<T> blend;
+  BlendOp<T> lerp;
   T scale;
   template <typename V>
   NYT_HD V operator()(const V& x, const V& y, const V& z) const {
-    return blend(x, y) + V(scale) * z;
+    return lerp(x, y) + V(scale) * z;
   }
 };
 

@@ -12,7 +12,7 @@
 //   z2, z3 likewise from (u2, u3).
 // So the noise of an element depends only on (seed, stream, i), not on how the
 // work is split across threads, vector lanes or CUDA blocks.
-// nytorch_ext/_philox.py is the plain-torch reference of exactly this.
+// nytorch_ext/ops/philox.py is the plain-torch reference of exactly this.
 //
 // Like functors.h, this header stays free of PyTorch includes (nvcc compiles it).
 #pragma once
