@@ -469,24 +469,31 @@ def int64_bits(value: Any, name: str) -> int:
 # every layer above the ops (particles, swarm, train). bool is never a number here.
 
 def number(value: Any, name: str, *, finite: bool = True, minimum: float | None = None,
-           tensor: bool = False, type_error: type[Exception] = TypeError, constant: bool = False) -> float:
+           tensor: bool = False, type_error: type[Exception] = TypeError, constant: bool = False,
+           expected: str | None = None) -> float:
     """``value`` as a float: a real number (a one-element real tensor too when
     ``tensor``), finite when ``finite``, ``>= minimum`` when given. Raises
     ``type_error`` for a value that is not a number and ValueError for one out of
-    range, naming ``name``. With ``constant``, a tensor that requires grad (grad
-    mode on) is a RuntimeError: its value is taken, so no gradient would reach it."""
+    range, naming ``name``; ``expected`` (e.g. ``"a finite number >= 0"``) words every
+    rejection as ``"<name> must be <expected>, got <value>"``. With ``constant``, a
+    tensor that requires grad (grad mode on) is a RuntimeError: its value is taken, so
+    no gradient would reach it."""
     if tensor and isinstance(value, Tensor) and value.numel() == 1:
         if constant:
             constant_tensor(value, name)
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise type_error(f"{name} must be a real number, got {type(value).__name__}")
+        raise type_error(_must(name, expected, value, f"a real number, got {type(value).__name__}"))
     value = float(value)
     if finite and not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
+        raise ValueError(_must(name, expected, value, f"finite, got {value}"))
     if minimum is not None and not value >= minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise ValueError(_must(name, expected, value, f">= {minimum}, got {value}"))
     return value
+
+
+def _must(name: str, expected: str | None, value: Any, default: str) -> str:
+    return f"{name} must be {expected}, got {value!r}" if expected else f"{name} must be {default}"
 
 
 def probability(value: Any, name: str, *, open_interval: bool = True) -> float:
@@ -498,10 +505,12 @@ def probability(value: Any, name: str, *, open_interval: bool = True) -> float:
     return value
 
 
-def positive_int(value: Any, name: str, *, minimum: int = 1, type_error: type[Exception] = TypeError) -> int:
-    """``value`` as an int ``>= minimum`` (bool is not an int here)."""
+def positive_int(value: Any, name: str, *, minimum: int = 1, type_error: type[Exception] = TypeError,
+                 expected: str | None = None) -> int:
+    """``value`` as an int ``>= minimum`` (bool is not an int here); ``expected`` words
+    every rejection, as in :func:`number`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise type_error(f"{name} must be an int >= {minimum}, got {type(value).__name__}")
+        raise type_error(_must(name, expected, value, f"an int >= {minimum}, got {type(value).__name__}"))
     if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
+        raise ValueError(_must(name, expected, value, f"an int >= {minimum}, got {value}"))
     return int(value)

@@ -3,7 +3,7 @@
 Numbers, probabilities and counts are decided by the shared rules of
 :mod:`nytorch_ext.ops.validation`; this module adds what is particular to a swarm
 (one loss per member, a subset no larger than the pool) and keeps the words this API
-has always used in its errors. The trainer checks its APSO arguments with these too.
+has always used in its errors (``expected=``). The trainer checks its APSO arguments with these too.
 """
 from __future__ import annotations
 
@@ -16,28 +16,19 @@ from torch import Tensor
 from ..ops.validation import number, positive_int
 
 
-def _reworded(check, value, name: str, expected: str, **rules):
-    """``check(value, name, **rules)``, a shared rule, with one message for every
-    rejection: ``ValueError("<name> must be <expected>, got <value>")``."""
-    try:
-        return check(value, name, type_error=ValueError, **rules)
-    except ValueError:
-        raise ValueError(f"{name} must be {expected}, got {value!r}") from None
-
-
 def finite_real(value, name: str) -> float:
     """A finite real number (momentum's ``beta``); anything else is a ValueError."""
-    return _reworded(number, value, name, "a finite real number")
+    return number(value, name, type_error=ValueError, expected="a finite real number")
 
 
 def noise_scale(value, name: str = "noise") -> float:
     """APSO's noise: a finite number >= 0; anything else is a ValueError."""
-    return _reworded(number, value, name, "a finite number >= 0", minimum=0.0)
+    return number(value, name, minimum=0.0, type_error=ValueError, expected="a finite number >= 0")
 
 
 def pool_size(value, name: str = "size") -> int:
     """How many members to make: an int >= 1; anything else is a ValueError."""
-    return _reworded(positive_int, value, name, "a positive int")
+    return positive_int(value, name, type_error=ValueError, expected="a positive int")
 
 
 def subset_size(value, size: int) -> int:

@@ -203,3 +203,19 @@ def test_inplace_target_names_the_callers_argument():
         check.inplace_target(torch.zeros(2, dtype=torch.int64), "x")
     with pytest.raises(TypeError, match=r"^x must be a tensor"):
         check.inplace_target(None, "x")
+
+
+@pytest.mark.parametrize("bad", [True, "0.5", None, float("nan"), float("inf"), -1.0])
+def test_expected_words_every_rejection_of_a_number(bad):
+    """``expected=`` keeps a caller's wording for every way a value is refused."""
+    with pytest.raises(ValueError, match=r"^noise must be a finite number >= 0, got "):
+        check.number(bad, "noise", minimum=0.0, type_error=ValueError, expected="a finite number >= 0")
+
+
+@pytest.mark.parametrize("bad", [True, 1.5, "3", 0, -2])
+def test_expected_words_every_rejection_of_an_int(bad):
+    with pytest.raises(ValueError, match=r"^size must be a positive int, got "):
+        check.positive_int(bad, "size", type_error=ValueError, expected="a positive int")
+    kind = TypeError if isinstance(bad, (bool, float, str)) else ValueError
+    with pytest.raises(kind, match=r"^size must be a positive int, got "):
+        check.positive_int(bad, "size", expected="a positive int")
