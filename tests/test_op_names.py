@@ -10,6 +10,11 @@ comments alike (``validate_multi_blend`` counts). A stem that is one word and
 also a word of another op's stem (``axpby`` in ``multi_axpby``, ``blend`` in
 ``multi_blend``), or a private name (``_views``), counts only as a whole
 identifier, optionally followed by ``_`` or ``_out``.
+
+Outside the ops layer (``nytorch_ext/ops/`` and ``csrc/``) only the op's callers
+count: ``ops.<op>``, ``torch.ops.nytorch_ext.<op>``. The higher layers' own API
+shares some words with the ops (nytorch's ``particle.blend_``, the particle-level
+``lincomb``), and those methods are not places an op's change must reach.
 """
 from __future__ import annotations
 
@@ -48,10 +53,20 @@ def pattern(s: str) -> re.Pattern:
 _TEXTS = {path: path.read_text(encoding="utf-8", errors="replace") for path in SOURCES}
 
 
+OPS_LAYER = (ROOT / "nytorch_ext" / "ops", ROOT / "csrc")
+
+
+def caller_pattern(s: str) -> re.Pattern:
+    """A call of the op from a higher layer: through ``nytorch_ext.ops`` (``ops.x``,
+    ``ops._impl.x``) or the dispatcher (``torch.ops.nytorch_ext.x``)."""
+    return re.compile(rf"(?:\bops\.(?:_impl\.)?|\bnytorch_ext\.){re.escape(s)}(?:_out|_)?(?![A-Za-z0-9_])")
+
+
 def files_naming(s: str, under: Path = ROOT) -> list[str]:
-    regex = pattern(s)
+    inside, outside = pattern(s), caller_pattern(s)
     return [str(path.relative_to(ROOT)) for path, text in _TEXTS.items()
-            if path.is_relative_to(under) and regex.search(text)]
+            if path.is_relative_to(under)
+            and (inside if any(path.is_relative_to(layer) for layer in OPS_LAYER) else outside).search(text)]
 
 
 def test_the_sources_are_found():
@@ -63,6 +78,10 @@ def test_the_patterns():
     assert pattern("blend").search("ops.blend_(x)") and not pattern("blend").search("blend_lists")
     assert pattern("multi_blend").search("validate_multi_blend_noise")
     assert pattern("_views").search("nytorch_ext._views.default") and not pattern("_views").search("parameter_views")
+    assert caller_pattern("blend").search("ops.blend_(x, y, a)") and caller_pattern("blend").search("ops._impl.blend(")
+    assert caller_pattern("blend").search("torch.ops.nytorch_ext.blend_out.default")
+    assert not caller_pattern("blend").search("product.blend_(other, a)") and not caller_pattern("blend").search(
+        "ops.blend_noise_(x)")
 
 
 @pytest.mark.parametrize("name", [op.name for op in registry.OPS])
