@@ -181,8 +181,20 @@ def _span(t: Tensor) -> Span | None:
         if type(begin) is not int or type(end) is not int:  # dynamic shapes: not decidable
             return None
         return ("storage", t.untyped_storage()._cdata), begin, end
-    begin = t.data_ptr()
+    begin = address(t)
     return (t.device.type, -1 if t.device.index is None else t.device.index), begin, begin + n * size
+
+
+_data_address: Callable[[Tensor], int] | None = getattr(torch._C, "_data_address", None)
+
+
+def address(t: Tensor) -> int:
+    """Where ``t``'s first element is, read without a write access: ``data_ptr()``
+    would first give a copy-on-write tensor (a lazy product's snapshot, or the
+    particle it was taken from) memory of its own, a copy and a new address."""
+    if _data_address is None:
+        return t.data_ptr()
+    return _data_address(t) + t.storage_offset() * t.element_size() if t.numel() else 0
 
 
 def _overlap(a: Sequence, b: Sequence) -> bool:

@@ -16,6 +16,7 @@ from typing import Iterable, Sequence
 import torch
 
 from ..ops._extension import native
+from ..ops.validation import address
 from .pool import BufferPool
 
 ALIGN_BYTES = 16
@@ -146,8 +147,8 @@ class Layout:
     def addresses(self, buffers: Sequence[torch.Tensor]) -> list[int]:
         """The data pointer each slot's view has (0 for an empty one, as torch reports)."""
         if len(buffers) == 1 and self._byte_offsets is not None:  # one group, no empty slot
-            return list(map(buffers[0].data_ptr().__add__, self._byte_offsets))
-        base = [b.data_ptr() for b in buffers]
+            return list(map(address(buffers[0]).__add__, self._byte_offsets))
+        base = [address(b) for b in buffers]
         sizes = [b.element_size() for b in buffers]
         return [base[s.group] + s.offset * sizes[s.group] if s.numel else 0 for s in self.slots]
 

@@ -11,6 +11,8 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
+from ..ops.validation import address
+
 # The address of a tensor's data without materializing a copy-on-write snapshot
 # (None on a torch without it: then memory is never taken to be shared).
 data_address: Callable[[Tensor], int] | None = getattr(torch._C, "_data_address", None)
@@ -22,7 +24,7 @@ def same_memory(a: Sequence[Tensor], b: Sequence[Tensor]) -> bool:
         return True
     if data_address is None:
         return False
-    return all(x.dtype == y.dtype and data_address(x) == data_address(y) for x, y in zip(a, b))
+    return all(x.dtype == y.dtype and address(x) == address(y) for x, y in zip(a, b))
 
 
 def snapshot(buffer: Tensor) -> Tensor:

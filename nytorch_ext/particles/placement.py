@@ -12,10 +12,11 @@ import operator
 import torch
 
 from ..ops._extension import native
+from ..ops.validation import address
 
 
 def _python_views_in_place(params: list, addresses: list, shapes: list) -> bool:
-    return ([p.data_ptr() for p in params] == addresses
+    return (list(map(address, params)) == addresses
             and [p.shape for p in params] == shapes
             and all(map(torch.Tensor.is_contiguous, params)))
 
