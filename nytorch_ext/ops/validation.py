@@ -194,7 +194,7 @@ def address(t: Tensor) -> int:
     particle it was taken from) memory of its own, a copy and a new address."""
     if _data_address is None:
         return t.data_ptr()
-    return _data_address(t) + t.storage_offset() * t.element_size() if t.numel() else 0
+    return _data_address(t) + int(t.storage_offset()) * t.element_size() if t.numel() else 0
 
 
 def _overlap(a: Sequence, b: Sequence) -> bool:
