@@ -110,3 +110,10 @@ class ParticleArithmetic:
     def axpby(self, a: float, other, b: float):
         """A new particle ``a*self + b*other``."""
         return self.product().axpby(a, self._other_product(other), b).module()
+
+
+def whole_kernel(particle: ParticleArithmetic):
+    """The particle kernel of ``particle`` when it is a whole particle (a root
+    NytoModule or a ParticleModule), else None (a submodule). For the layers above
+    (a swarm's members), which must not reach into a module's private methods."""
+    return particle._whole_kernel()

@@ -24,9 +24,8 @@ ALIGN_BYTES = 16
 # parameter_views(flat, offsets, shapes, ndims, requires_grad): one nn.Parameter per
 # view of a group's buffer, made in C (None: Python makes them one by one).
 _parameter_views = native("parameter_views", None)
-# `_views` is a dispatcher op (torch.ops), not a `_C` function: it is registered
-# exactly when native() gives the compiled helpers.
-_views_op = torch.ops.nytorch_ext._views.default if _parameter_views is not None else None
+# _views(flat, offsets, shapes): the views of a buffer as one dispatcher op (None: Python).
+_views_op = native("_views", None, op=True)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Sequence
 from torch import nn
 
 from ..particles.module import NytoModuleBase
+from ..particles.arithmetic import whole_kernel
 from ..particles.mtype import DIFFERENT_SPECIES, SpeciesError
 from ..particles.particle_module import ParticleModule
 from ..particles.product import ParamProduct
@@ -26,7 +27,7 @@ from ..particles.storage import Storage
 def member_kernel(particle, what: str = "pool"):
     """The particle kernel of a ParticleModule or a root NytoModule."""
     if isinstance(particle, (ParticleModule, NytoModuleBase)):
-        kernel = particle._whole_kernel()
+        kernel = whole_kernel(particle)
         if kernel is None:
             raise SpeciesError(f"{what}: a swarm member must be a whole particle (a root module), "
                                f"not a submodule")
