@@ -15,9 +15,9 @@ DType dtype_of(const at::Tensor& t) {
 }
 
 ListCallBuilder::ListCallBuilder(ElementOp op, at::TensorList outs, bool list_form)
-    : first_out_(outs.at(0)) {
+    : first_out_(&outs.at(0)) {
   call_.op = op;
-  call_.dtype = dtype_of(first_out_);
+  call_.dtype = dtype_of(*first_out_);
   call_.list_form = list_form;
   call_.num_tensors = static_cast<int64_t>(outs.size());
   for (const auto& t : outs) {

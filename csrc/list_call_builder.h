@@ -23,12 +23,12 @@ class ListCallBuilder {
   ListCallBuilder& weights(c10::ArrayRef<double> values);
   // Philox key and one stream per output (int64 values carrying uint64 bits).
   ListCallBuilder& noise(int64_t seed, c10::ArrayRef<int64_t> streams);
-  const at::Tensor& first_out() const { return first_out_; }
+  const at::Tensor& first_out() const { return *first_out_; }
   // Valid while the builder and the arrays passed to it live.
   ListCall& call();
 
  private:
-  at::Tensor first_out_;
+  const at::Tensor* first_out_;  // the caller's: no reference count traffic per call
   ListCall call_{};
   c10::SmallVector<void*, 16> outs_;
   c10::SmallVector<const void*, 32> inputs_;
