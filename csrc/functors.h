@@ -58,6 +58,15 @@ struct BlendNoiseOp {
   }
 };
 
+// out = s*x (a gradient clipped per member, a decayed state). A plain product: s == 0
+// gives NaN for an Inf or NaN x and -0.0 for a negative x, as torch.mul does.
+template <typename T>
+struct ScaleOp {
+  T s;
+  template <typename V>
+  NYT_HD V operator()(const V& x) const { return V(s) * x; }
+};
+
 // out = sum_k c[k]*x[k] + bias, accumulated left to right in opmath.
 template <typename T>
 struct LincombOp {

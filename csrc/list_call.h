@@ -19,6 +19,7 @@ enum class ElementOp : int {
   kBlend = 1,       // outs[t] = lerp(in0, in1, weight(t)); scalars = {}
   kLincomb = 2,     // outs[0] = sum_k c[k]*in_k + bias;   scalars = {c..., bias}
   kBlendNoise = 3,  // lerp(in0, in1, weight(t)) + s*z;    scalars = {s}; seed, streams
+  kScale = 4,       // outs[t] = weight(t)*in0;             scalars = {}
 };
 
 struct ListCall {

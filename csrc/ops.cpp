@@ -140,6 +140,18 @@ void validate_multi_blend_noise(at::TensorList targets, at::TensorList sources,
   if (!targets.empty()) check_scalar_range(noise_scale, "noise_scale", targets[0].scalar_type());
 }
 
+// `scales`: one shared by every target, or one per target.
+void validate_multi_scale(at::TensorList targets, c10::ArrayRef<double> scales) {
+  TORCH_CHECK_VALUE(scales.size() == 1 || scales.size() == targets.size(), "scales has ",
+                    scales.size(), " entries but targets has ", targets.size(),
+                    " (give one, or one per target)");
+  check_multi({targets, "targets"}, {});
+  if (targets.empty()) return;
+  for (int64_t k = 0; k < static_cast<int64_t>(scales.size()); ++k) {
+    check_scalar_range(scales[k], ArgName("scales", k), targets[0].scalar_type());
+  }
+}
+
 // ------------------------------------------------ the kernels, per backend
 
 // Each mutating op validates its arguments (the same checks on every device, so
@@ -219,6 +231,14 @@ void multi_blend_noise_(at::TensorList targets, at::TensorList sources,
       seed, streams));
 }
 
+template <class Device>
+void multi_scale_(at::TensorList targets, c10::ArrayRef<double> scales) {
+  validate_multi_scale(targets, scales);
+  if (targets.empty()) return;
+  ListCallBuilder call(ElementOp::kScale, targets, /*list_form=*/true);
+  Device::run(call.input(targets).weights(scales));
+}
+
 // Every mutating op once: its schema and its kernel for `Device`. The schemas,
 // the Autograd wrapper and each dispatch key's registration all come from here.
 template <class Device, typename Fn>
@@ -244,6 +264,7 @@ void for_each_mutating_op(const Fn& fn) {
   fn("multi_blend_noise_(Tensor(a!)[] targets, Tensor[] sources, float[] weights, "
      "float noise_scale, int seed, int[] streams, bool shared_source=False) -> ()",
      &multi_blend_noise_<Device>);
+  fn("multi_scale_(Tensor(a!)[] targets, float[] scales) -> ()", &multi_scale_<Device>);
 }
 
 // An op's name: its schema up to the argument list.

@@ -186,6 +186,11 @@ def ref_lincomb(coeffs: Sequence[float], tensors: Sequence[torch.Tensor], bias: 
     return acc + bias, mag + abs(bias)
 
 
+def ref_scale(s: float, x):
+    x = f64(x)
+    return s * x, abs(s) * x.abs()
+
+
 # -------------------------------------------------------------- comparisons
 
 def assert_matches(result: torch.Tensor, expected, dtype=None, *, factor: float = 1.0,

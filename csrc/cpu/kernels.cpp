@@ -399,6 +399,16 @@ void blend_noise_call(const ListCall& call) {
       kNoiseGrain / philox::kLanes);
 }
 
+// targets[t] = scale(t)*targets[t], the list threaded as one region.
+template <typename T>
+void scale_call(const ListCall& call) {
+  const auto* out = reinterpret_cast<T* const*>(call.outs);
+  parallel_over_list(call.sizes, call.num_tensors, [&](int64_t t, int64_t begin, int64_t end) {
+    const ScaleOp<at::opmath_type<T>> op{opmath<T>(call.weight(t))};
+    elementwise_range(out[t] + begin, end - begin, op, static_cast<const T*>(call.input(0, t)) + begin);
+  });
+}
+
 // The one switch from a call's ElementOp to its kernel.
 void run(const ListCall& call) {
   dispatch(call.dtype, [&](auto tag) {
@@ -408,6 +418,7 @@ void run(const ListCall& call) {
       case ElementOp::kBlend: return blend_call<T>(call);
       case ElementOp::kLincomb: return lincomb_call<T>(call);
       case ElementOp::kBlendNoise: return blend_noise_call<T>(call);
+      case ElementOp::kScale: return scale_call<T>(call);
     }
   });
 }

@@ -357,6 +357,38 @@ struct BlendFunctor : BinaryBody<T, BlendOp<opmath_t<T>>> {
                                             BlendOp<opmath_t<T>>{m.per_tensor[s]}} {}
 };
 
+// out = s*x, s per tensor (one shared scale is repeated).
+template <typename T>
+struct ScaleFunctor {
+  using Elem = T;
+  static constexpr int kInputs = 1;
+  static constexpr int kWidth = kVecWidth<T>;
+  using Shared = NoScalars;
+  using PerTensor = opmath_t<T>;
+  static Shared shared(const ListCall&) { return {}; }
+  static PerTensor per_tensor(const ListCall& c, int64_t t) {
+    return static_cast<opmath_t<T>>(c.weight(t));
+  }
+
+  T* out;
+  const T* x;
+  ScaleOp<opmath_t<T>> op;
+
+  template <typename Meta>
+  NYT_HD ScaleFunctor(const Meta& m, int s, int64_t begin)
+      : out(m.out[s] + begin), x(m.in[0][s] + begin), op{m.per_tensor[s]} {}
+
+  NYT_HD bool aligned() const { return group_aligned<T, kWidth>(out) && group_aligned<T, kWidth>(x); }
+  template <bool kWhole>
+  NYT_HD void group(int64_t i, int64_t n) const {
+    opmath_t<T> a[kWidth];
+    load<kWhole>(x, i, n, a);
+    NYT_UNROLL
+    for (int e = 0; e < kWidth; ++e) a[e] = op(a[e]);
+    store<kWhole>(out, i, n, a);
+  }
+};
+
 // out = lerp(x, y, w) + s*z, z the standard normals of (seed, stream) by element
 // index (philox.h). A group is one Philox block of 4 elements: one Philox call
 // gives its 4 normals. Chunks start on multiples of kChunkAlign, so no Philox
@@ -577,6 +609,7 @@ const char* launch(const ListCall& call, void* stream_handle) {
         // noise_scale == 0 is exactly the blend (a -0.0 stays -0.0): no normals to draw
         if (call.scalars[0] == 0.0) return apply_list<BlendFunctor<T>>(call, stream);
         return apply_list<BlendNoiseFunctor<T>>(call, stream);
+      case ElementOp::kScale: return apply_list<ScaleFunctor<T>>(call, stream);
     }
     return "nytorch_ext: unknown element op";
   });

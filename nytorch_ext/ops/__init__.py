@@ -12,7 +12,8 @@ output once, in one pass over memory.
 ``seed, stream=0)``                    normal drawn in the pass (full APSO)
 ``multi_blend_noise_(targets, src,``   ``targets[i] = blend(targets[i], src, w_i)``
 ``weights, s, *, seed, streams)``      ``+ s*z_i``, z_i from ``(seed, streams[i])``
-``philox_normal(numel, seed, stream)`` the noise those two add, as a tensor
+``multi_scale_(targets, scales)``      ``targets[i] = scale_i * targets[i]``
+``philox_normal(numel, seed, stream)`` the noise the noise ops add, as a tensor
 =====================================  =========================================
 
 The noise ``z`` is Philox4x32-10 + Box-Muller, a function of ``(seed, stream,
@@ -66,7 +67,7 @@ from .registry import OPS, refuse_grad
 
 __all__ = [
     "axpby", "axpby_", "blend", "blend_", "lincomb", "lincomb_",
-    "multi_axpby_", "multi_blend_", "blend_noise_", "multi_blend_noise_", "philox_normal",
+    "multi_axpby_", "multi_blend_", "blend_noise_", "multi_blend_noise_", "multi_scale_", "philox_normal",
     "is_compiled", "backend_info",
 ]
 
@@ -214,6 +215,29 @@ def multi_blend_(targets: Sequence[Tensor], source, alphas) -> list[Tensor]:
     check.target_lists(targets, sources, alphas, shared, one_group=False, aliasing=can_check_aliasing())
     for idx in groups:
         _impl.multi_blend_(pick(targets, idx), pick(sources, idx), pick(alphas, idx))
+    return targets
+
+
+def multi_scale_(targets: Sequence[Tensor], scales) -> list[Tensor]:
+    """``targets[i] <- scales_i * targets[i]`` for every i (per-member gradient
+    clipping, decaying a swarm's states). ``scales`` is one number or one per
+    target; a plain IEEE product, bit for bit ``torch.mul`` (the scale in opmath;
+    CPU ``torch._foreach_mul_`` rounds it to float16/bfloat16 first): a scale of 0
+    leaves NaN where a target holds Inf or NaN. One fused launch per (device, dtype)
+    group. Returns ``targets``."""
+    targets = tensor_list(targets, "targets")
+    scales = one_or_many(scales, "scales")
+    groups = device_dtype_groups(targets)
+    if groups is None:
+        if targets:
+            _impl.multi_scale_(targets, scales)
+        else:  # nothing to write, but the scales must still be valid
+            check.scaled_lists(targets, scales)
+        return targets
+    refuse_grad("multi_scale_", (targets, "targets"))
+    check.scaled_lists(targets, scales, one_group=False, aliasing=can_check_aliasing())
+    for idx in groups:
+        _impl.multi_scale_(pick(targets, idx), pick(scales, idx))
     return targets
 
 

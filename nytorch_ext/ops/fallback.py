@@ -112,6 +112,12 @@ def multi_blend_(targets: Sequence[Tensor], sources: Sequence[Tensor], alphas: S
         _blend_into(t, t, src, alpha)
 
 
+def multi_scale_(targets: Sequence[Tensor], scales: Sequence[float]) -> None:
+    check.scaled_lists(targets, scales)
+    for i, t in enumerate(targets):
+        t.copy_(_opmath(t) * scales[0 if len(scales) == 1 else i])
+
+
 def blend_noise_(x: Tensor, best: Tensor, weight: float, noise_scale: float, seed: int, stream: int) -> None:
     check.noisy_target(x, best, weight, noise_scale)
     _blend_noise_into(x, best, weight, noise_scale, seed, stream)

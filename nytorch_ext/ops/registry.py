@@ -106,6 +106,10 @@ def _multi_blend_fake(targets, sources, alphas, shared_source=False):
     check.target_lists(targets, sources, alphas, shared_source)
 
 
+def _multi_scale_fake(targets, scales):
+    check.scaled_lists(targets, scales)
+
+
 def _blend_noise_fake(x, best, weight, noise_scale, seed, stream):
     check.noisy_target(x, best, weight, noise_scale)
 
@@ -163,6 +167,7 @@ OPS: tuple[Op, ...] = (
     Op("multi_blend_", fallback.multi_blend_, _multi_blend_fake, mutates=True),
     Op("blend_noise_", fallback.blend_noise_, _blend_noise_fake, mutates=True),
     Op("multi_blend_noise_", fallback.multi_blend_noise_, _multi_blend_noise_fake, mutates=True),
+    Op("multi_scale_", fallback.multi_scale_, _multi_scale_fake, mutates=True),
     # The particle layer's views of a flat buffer (composite: no fake, no fallback
     # here; particles/flat.py has its own Python path).
     Op("_views"),

@@ -412,6 +412,15 @@ def noisy_target_lists(targets: Sequence[Any], sources: Sequence[Any], weights: 
     _shared_range(noise_scale, "noise_scale", targets)
 
 
+def scaled_lists(targets: Sequence[Any], scales: Sequence[float], one_group: bool = True,
+                 aliasing: bool = True) -> None:
+    """targets[i] <- scales[i] (or the shared scales[0]) * targets[i]."""
+    if not (len(scales) == 1 or len(scales) == len(targets)):
+        raise ValueError(f"scales has {len(scales)} entries but targets has {len(targets)} (give one, or one per target)")
+    lists(targets, "targets", [], one_group, aliasing)
+    _per_target_range(scales, "scales", targets)
+
+
 # ------------------------------------------- the public functions' arguments
 # The C++ ops cannot do these: the dispatcher converts Python arguments itself, and
 # its errors do not name the caller's argument.

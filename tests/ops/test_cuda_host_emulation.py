@@ -46,7 +46,7 @@ class ListCall(ctypes.Structure):  # csrc/list_call.h
                 ("seed", ctypes.c_uint64), ("streams", ctypes.c_void_p), ("scratch", ctypes.c_void_p)]
 
 
-AXPBY, BLEND, LINCOMB, NOISE = range(4)  # ElementOp
+AXPBY, BLEND, LINCOMB, NOISE, SCALE = range(5)  # ElementOp
 DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
 DTYPES = list(DTYPE_CODES)
 NOISE_TOL = {torch.float32: 1e-5, torch.float64: 1e-12, torch.float16: 1e-2, torch.bfloat16: 1e-2}
@@ -125,6 +125,12 @@ def test_emulated_single_tensor_ops(emulator, dtype, n):
             got = x.clone()
             emulate(emulator, BLEND, [got], [[got], [y]], (), (w,))
             assert_same_bits(got, want, f"blend w={w} offset={offset}")
+        for s in (0.0, -1.75, 3.0):
+            want = x.clone()
+            lib_ops.multi_scale_([want], [s])
+            got = x.clone()
+            emulate(emulator, SCALE, [got], [[got]], (), (s,))
+            assert_same_bits(got, want, f"multi_scale_ s={s} offset={offset}")
         for scale in (0.0, 0.25):
             want = x.clone()
             lib_ops.blend_noise_(want, y, 0.3, scale, 12345, 7)
@@ -189,6 +195,14 @@ def test_emulated_lists(emulator, dtype, count):
     emulate(emulator, BLEND, got, [got, [src]], (), (0.35,))
     for i, (g, w) in enumerate(zip(got, want)):
         assert_same_bits(g, w, f"multi_blend_ shared source, targets[{i}]")
+
+    scales = [(-2.0, 0.5, 0.0, 1.0, 3.25)[i % 5] for i in range(count)]
+    want = [x.clone() for x in xs]
+    lib_ops.multi_scale_(want, scales)
+    got = [x.clone() for x in xs]
+    emulate(emulator, SCALE, got, [got], (), scales)
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert_same_bits(g, w, f"multi_scale_ targets[{i}]")
 
     streams = [(i * 0x9E3779B97F4A7C15) % 2**63 for i in range(count)]
     want = [x.clone() for x in xs]

@@ -295,6 +295,20 @@ def test_cuda_cpu_parity_lincomb_many_inputs(backend, dtype, k):
 
 
 @dtypes
+@pytest.mark.parametrize("shared", [True, False], ids=["one-scale", "per-target"])
+def test_cuda_multi_scale_equals_torch_mul_bit_for_bit(backend, dtype, shared):
+    """1000 tensors of many sizes (several launches, aligned and not) and the
+    specials: CUDA gives torch.mul's bits, as the CPU does."""
+    sizes = list_sizes(1000)
+    targets = on_cuda(make_list(sizes, dtype, seed=700)) + [specials(64, dtype, seed=9, device=CUDA)]
+    scales = [0.3] if shared else [(-2.0, 0.3, 0.0, 1.0, 3.25)[i % 5] for i in range(len(targets))]
+    want = [t * scales[0 if shared else i] for i, t in enumerate(targets)]
+    ops.multi_scale_(targets, scales)
+    for i, (g, w) in enumerate(zip(targets, want)):
+        assert_bitwise_equal(g, w, what=f"targets[{i}]")
+
+
+@dtypes
 @pytest.mark.parametrize("source", ["shared", "per-target"])
 def test_cuda_cpu_parity_multi_1000_tensors(backend, dtype, source):
     sizes = list_sizes(1000)
@@ -498,6 +512,7 @@ def test_cuda_opcheck(dtype):
                           {"out": torch.empty_like(x)})
     torch.library.opcheck(lib.multi_axpby_.default, ([x.clone(), y.clone()], 2.0, [x, y], 1.0, [y, z]))
     torch.library.opcheck(lib.multi_blend_.default, ([x.clone(), y.clone()], [z], [0.25, 0.75]))
+    torch.library.opcheck(lib.multi_scale_.default, ([x.clone(), y.clone()], [0.25, -3.0]))
 
 
 def test_cuda_gradcheck(backend):

@@ -53,6 +53,8 @@ def _opcheck_cases():
         ("blend_out", lambda d, n: ((*xs(d, n), 2.5), {"out": fresh(d, n)})),
         ("lincomb", lambda d, n: (([0.5, -2.0], xs(d, n)), {})),  # bias left at its default
         ("lincomb_out", lambda d, n: (([0.5, -2.0], xs(d, n), 0.0), {"out": fresh(d, n)})),
+        ("multi_scale_", lambda d, n: ((xs(d, n, 3), [0.5, -2.0, 0.0]), {})),
+        ("multi_scale_", lambda d, n: (([make(n, d), make(2 * n, d, seed=3)], [1.5]), {})),  # one shared scale
     ]
 
 
@@ -90,6 +92,7 @@ def test_registered_ops_and_schemas():
         "multi_axpby_": "multi_axpby_(Tensor(a!)[] outs, float a, Tensor[] xs, float b, Tensor[] ys) -> ()",
         "multi_blend_": "multi_blend_(Tensor(a!)[] targets, Tensor[] sources, float[] alphas, "
                         "bool shared_source=False) -> ()",
+        "multi_scale_": "multi_scale_(Tensor(a!)[] targets, float[] scales) -> ()",
     }
     for name, schema in expected.items():
         assert str(getattr(lib, name).default._schema) == "nytorch_ext::" + schema
