@@ -489,6 +489,12 @@ def int64_bits(value: Any, name: str) -> int:
 # The one place that decides what a number, a probability and a positive int are, for
 # every layer above the ops (particles, swarm, train). bool is never a number here.
 
+def is_real(value: Any) -> bool:
+    """Whether ``value`` is a real number by these rules (bool is not): a yes/no for
+    callers that choose a path by it, as a particle's operators do."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def number(value: Any, name: str, *, finite: bool = True, minimum: float | None = None,
            tensor: bool = False, type_error: type[Exception] = TypeError, constant: bool = False,
            expected: str | None = None) -> float:
@@ -503,7 +509,7 @@ def number(value: Any, name: str, *, finite: bool = True, minimum: float | None 
         if constant:
             constant_tensor(value, name)
         value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not is_real(value):
         raise type_error(_must(name, expected, value, f"a real number, got {type(value).__name__}"))
     value = float(value)
     if finite and not math.isfinite(value):

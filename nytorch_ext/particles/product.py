@@ -14,7 +14,6 @@ buffers: they travel as ``extras`` and keep the left operand's value.
 """
 from __future__ import annotations
 
-import numbers
 from collections import OrderedDict
 from typing import Any, Callable, Protocol, Sequence
 
@@ -22,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import ops
-from ..ops.validation import number
+from ..ops.validation import is_real, number
 from .layout import Layout
 from .memory import same_memory, snapshot
 from .mtype import DIFFERENT_SPECIES, SpeciesError
@@ -32,11 +31,6 @@ from .storage import Storage, blend_buffers_
 
 _FLOAT32_MAX = torch.finfo(torch.float32).max
 _FLOAT32_TINY = torch.finfo(torch.float32).tiny
-
-
-def _is_number(x) -> bool:
-    """A plain real number operand (bool is not one): the affine paths take it."""
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
 class KernelLike(Protocol):
@@ -265,7 +259,7 @@ class ParamProduct:
     def __add__(self, other):
         if not self.layout.all_floating:
             return self._elementwise(other, torch.add)
-        if _is_number(other):
+        if is_real(other):
             return self._scaled(1.0, float(other))
         if isinstance(other, ParamProduct):
             self._check_other(other)
@@ -279,7 +273,7 @@ class ParamProduct:
     def __sub__(self, other):
         if not self.layout.all_floating:
             return self._elementwise(other, torch.sub)
-        if _is_number(other):
+        if is_real(other):
             return self._scaled(1.0, -float(other))
         if isinstance(other, ParamProduct):
             self._check_other(other)
@@ -288,24 +282,24 @@ class ParamProduct:
         return self._elementwise(other, torch.sub)
 
     def __rsub__(self, other):
-        if _is_number(other) and self.layout.all_floating:
+        if is_real(other) and self.layout.all_floating:
             return self._scaled(-1.0, float(other))
         return self._elementwise(other, lambda a, b: torch.sub(b, a))
 
     def __mul__(self, other):
-        if _is_number(other) and self.layout.all_floating:
+        if is_real(other) and self.layout.all_floating:
             return self._scaled(float(other))
         return self._elementwise(other, torch.mul)
 
     def __rmul__(self, other):
-        if _is_number(other) and self.layout.all_floating:
+        if is_real(other) and self.layout.all_floating:
             return self._scaled(float(other))
         return self._elementwise(other, lambda a, b: torch.mul(b, a))
 
     def __truediv__(self, other):
         # x * (1/c): one fused pass, within one rounding of x / c, when 1/c is a
         # normal float32 (the kernels' coefficient type); else true division.
-        if (_is_number(other) and other != 0 and self.layout.all_floating
+        if (is_real(other) and other != 0 and self.layout.all_floating
                 and _FLOAT32_TINY < abs(1.0 / other) < _FLOAT32_MAX):
             return self._scaled(1.0 / float(other))
         return self._elementwise(other, torch.div)
@@ -341,7 +335,7 @@ class ParamProduct:
                 return self._from_buffers(out)
             rhs = other.params
             return self._per_param(lambda pid, p: fn(p, rhs[pid]))
-        if _is_number(other):
+        if is_real(other):
             with torch.no_grad():
                 out = [fn(buf, other) for buf in self.buffers()]
             return self._from_buffers(out)

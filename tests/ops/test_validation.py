@@ -219,3 +219,10 @@ def test_expected_words_every_rejection_of_an_int(bad):
     kind = TypeError if isinstance(bad, (bool, float, str)) else ValueError
     with pytest.raises(kind, match=r"^size must be a positive int, got "):
         check.positive_int(bad, "size", expected="a positive int")
+
+
+def test_is_real_is_the_number_rule_as_a_predicate():
+    for yes in (0, -3, 2.5, float("inf"), float("nan"), Fraction(1, 3), np.float32(1.5), np.int64(2)):
+        assert check.is_real(yes)
+    for no in (True, False, "1", None, 1j, torch.tensor(1.0), [1.0]):
+        assert not check.is_real(no)
