@@ -8,6 +8,7 @@ clears the modules' kernel references: particles in a loop such as
 from __future__ import annotations
 
 import sys
+from collections import OrderedDict
 
 from torch import nn
 
@@ -103,8 +104,19 @@ class PMProduct:
         return f"PMProduct({self.product!r})"
 
 
+_ROOT = "root_module"
+
+
 class ParticleModule(ParticleArithmetic, nn.Module):
-    """Wraps a root NytoModule so that particles are freed without the cycle collector."""
+    """Wraps a root NytoModule so that particles are freed without the cycle collector.
+
+    It stands in for the wrapped module (the user's model): public attributes it does
+    not have itself are read from ``root_module`` (``pm.fc1`` is ``pm.root_module.fc1``),
+    and assigning one that only ``root_module`` has assigns it there (a structural
+    change, such as a new Parameter or submodule, still needs ``GetNytoModule``).
+    :meth:`module_state_dict` is the wrapped module's state dict, without the
+    ``root_module.`` prefix, which loads into a plain instance of the user's class.
+    """
 
     def __init__(self, root_module: NytoModule) -> None:
         if not isinstance(root_module, NytoModule):
@@ -131,6 +143,60 @@ class ParticleModule(ParticleArithmetic, nn.Module):
 
     def forward(self, *args, **kwargs):
         return self.root_module(*args, **kwargs)
+
+    # ------------------------------------------------ the wrapped module's face
+
+    def _root_or_none(self):
+        return self.__dict__.get("_modules", {}).get(_ROOT)
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)  # own parameters, buffers and children
+        except AttributeError:
+            root = self._root_or_none()
+            # private and dunder names stay the wrapper's: torch and copy/pickle probe them
+            if root is None or name.startswith("_"):
+                raise
+        try:
+            return getattr(root, name)
+        except AttributeError:
+            raise AttributeError(f"'{type(self).__name__}' object and its root_module "
+                                 f"({type(root).__name__}) have no attribute '{name}'") from None
+
+    def __setattr__(self, name: str, value) -> None:
+        root = self._root_or_none()
+        if root is not None and not name.startswith("_") and not _has(self, name) and _has(root, name):
+            setattr(root, name, value)
+        else:
+            super().__setattr__(name, value)
+
+    def __dir__(self):
+        root = self._root_or_none()
+        extra = [] if root is None else [n for n in dir(root) if not n.startswith("_")]
+        return sorted(set(super().__dir__()) | set(extra))
+
+    def module_state_dict(self, *, keep_vars: bool = False) -> dict:
+        """``root_module``'s entries of :meth:`state_dict` with the ``root_module.``
+        prefix removed: the state dict of the user's module, which
+        ``MyNet().load_state_dict(...)`` accepts. It goes through this module's
+        ``state_dict`` (so a swarm member's hook still makes compact copies of its row);
+        entries of a subclass's own parameters or buffers, outside ``root_module``,
+        are left out."""
+        full = self.state_dict(keep_vars=keep_vars)
+        prefix = _ROOT + "."
+        out: OrderedDict = OrderedDict((k[len(prefix):], v) for k, v in full.items() if k.startswith(prefix))
+        meta = getattr(full, "_metadata", None)
+        if meta is not None:  # module versions, read by load_state_dict (BatchNorm's, ...)
+            out._metadata = OrderedDict(  # type: ignore[attr-defined]
+                ("" if k == _ROOT else k[len(prefix):], v) for k, v in meta.items()
+                if k == _ROOT or k.startswith(prefix))
+        return out
+
+    def load_module_state_dict(self, state_dict, strict: bool = True):
+        """Load a state dict of the user's module (no ``root_module.`` prefix, as
+        :meth:`module_state_dict` gives or ``MyNet().state_dict()``) in place:
+        ``root_module.load_state_dict(state_dict, strict)``."""
+        return self.root_module.load_state_dict(state_dict, strict=strict)
 
     def _nyto_modules(self):
         # The kernel knows the particle's modules; walking root_module.modules()
@@ -183,6 +249,13 @@ class ParticleModule(ParticleArithmetic, nn.Module):
         if isinstance(other, nn.Module):
             raise SpeciesError(f"a ParticleModule cannot be combined with {type(other).__name__}")
         return other
+
+
+def _has(module: nn.Module, name: str) -> bool:
+    """Whether ``module`` has the attribute ``name`` (without calling properties)."""
+    d = module.__dict__
+    return (name in d or hasattr(type(module), name) or name in d.get("_parameters", {})
+            or name in d.get("_buffers", {}) or name in d.get("_modules", {}))
 
 
 class GetNytoModule:

@@ -15,11 +15,10 @@ from .. import ops
 from ..particles.mtype import DIFFERENT_SPECIES, SpeciesError
 from ..particles.storage import Storage
 from .apso import ApsoResult, apso_step
-from .arguments import finite_real, member_losses, pool_size
+from .arguments import finite_real, member_losses
+from .construction import adopt_modules, spawn_members
 from .member_state import check_module_state, install_compact_state
 from .members import MemberPool, member_kernels, member_storages
-
-_INITS = ("randn", "rand", "clone")
 
 
 class Swarm(Sequence, MemberPool):
@@ -51,20 +50,42 @@ class Swarm(Sequence, MemberPool):
             install_compact_state(m)
 
     @classmethod
-    def spawn(cls, model, size: int, init="randn") -> "Swarm":
-        """A swarm of ``size`` particles of ``model``'s species: ``model`` itself
-        first, then new particles made by ``init``: "randn", "rand" or "clone" (the
-        particle methods), or a callable taking ``model`` and returning a particle."""
-        size = pool_size(size)
-        if isinstance(init, str):
-            if init not in _INITS:
-                raise ValueError(f"init must be 'randn', 'rand', 'clone' or a callable, got {init!r}")
-            make = getattr(type(model), init)
-        elif callable(init):
-            make = init
-        else:
-            raise TypeError(f"init must be a string or a callable, got {type(init).__name__}")
-        return cls([model] + [make(model) for _ in range(size - 1)])
+    def spawn(cls, model, size: int, init="default") -> "Swarm":
+        """A swarm of ``size`` particles of ``model``'s species (a ParticleModule or a
+        root NytoModule): ``model`` itself first, then ``size - 1`` new particles made by
+        ``init``:
+
+        - ``"default"``: each initialized as a freshly constructed model would be: every
+          submodule's ``reset_parameters()`` (PyTorch's default init; children before
+          parents), drawn from the global RNG (so reproducible under
+          ``torch.manual_seed``), member after member; parameters no such method covers
+          are copies of ``model``'s (with a warning). Each member owns its buffers:
+          copies of ``model``'s, reset by the same methods (BatchNorm statistics).
+        - ``"clone"``, ``"randn"`` (N(0, 1) values, not a model's init), ``"rand"``
+          (U(0, 1)): the particle methods; the members share ``model``'s buffers, as
+          nytorch's particles do.
+        - a callable ``init(module, index)``: called for each new member with its user's
+          module (a ParticleModule's ``root_module``, a clone of ``model``'s, with its own
+          buffers) and its index in the swarm (1 to ``size - 1``), under
+          ``torch.no_grad()``; it initializes the module in place (its Parameters are
+          views of the member's flat storage: write into them, do not replace them), and
+          its return value is ignored. ``init(model) -> particle`` still works, deprecated.
+        """
+        return cls(spawn_members(model, size, init))
+
+    @classmethod
+    def from_modules(cls, modules) -> "Swarm":
+        """A swarm of independently built models of one architecture: ``modules`` is a
+        sequence of ParticleModules, root NytoModules and plain ``nn.Module``s (any mix,
+        at least one particle). The first particle is the template: the swarm takes its
+        species, and it joins as it is, as does any other particle of its species;
+        every other module becomes a new particle of that species holding that module's
+        parameter and buffer values (copied; the module itself is left as it was), with
+        its own buffers. Architectures must agree: the same parameter and buffer names,
+        with the same shapes and dtypes (else ``ValueError`` naming the index and the
+        first difference, before anything is built); the classes themselves are not
+        compared. Values on another device are copied to the template's."""
+        return cls(adopt_modules(modules))
 
     # ---------------------------------------------------------- storage
 

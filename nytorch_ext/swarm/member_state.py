@@ -37,7 +37,8 @@ def install_compact_state(member: nn.Module) -> None:
         member.register_state_dict_post_hook(CompactState())
 
 
-def _listed(keys: list) -> str:
+def listed(keys: list) -> str:
+    """The first three of ``keys`` and how many more (for error messages)."""
     return f"{keys[:3]}" + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
 
 
@@ -53,9 +54,9 @@ def check_module_state(module: nn.Module, state, strict: bool, what: str) -> Non
     if strict and (missing or unexpected):
         parts = []
         if missing:
-            parts.append(f"missing {_listed(missing)}")
+            parts.append(f"missing {listed(missing)}")
         if unexpected:
-            parts.append(f"unexpected {_listed(unexpected)}")
+            parts.append(f"unexpected {listed(unexpected)}")
         raise ValueError(f"{what} does not match the member's keys ({'; '.join(parts)}): a state of "
                          f"another architecture; nothing was loaded")
     for k, target in own.items():
