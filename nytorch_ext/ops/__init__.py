@@ -14,6 +14,8 @@ output once, in one pass over memory.
 ``weights, s, *, seed, streams)``      ``+ s*z_i``, z_i from ``(seed, streams[i])``
 ``multi_scale_(targets, scales)``      ``targets[i] = scale_i * targets[i]``
 ``philox_normal(numel, seed, stream)`` the noise the noise ops add, as a tensor
+``prepared.multi_blend_(...)``, ...    the list ops on arguments already in the
+                                       op's form (no conversion or grouping)
 =====================================  =========================================
 
 The noise ``z`` is Philox4x32-10 + Box-Muller, a function of ``(seed, stream,
@@ -61,14 +63,14 @@ from . import validation as check
 from .validation import (inplace_target, int64_bits, one_or_many, scalar, scalar_list, shared_or_list, tensor,
                          tensor_list)
 from ._extension import _C, BUILD_INFO, LOAD_ERROR, native
-from .grouping import can_check_aliasing, device_dtype_groups, pick
+from .grouping import device_dtype_groups, pick
 from .philox import philox_normal
 from .registry import OPS, refuse_grad
 
 __all__ = [
     "axpby", "axpby_", "blend", "blend_", "lincomb", "lincomb_",
     "multi_axpby_", "multi_blend_", "blend_noise_", "multi_blend_noise_", "multi_scale_", "philox_normal",
-    "is_compiled", "backend_info",
+    "prepared", "is_compiled", "backend_info",
 ]
 
 Tensor = torch.Tensor
@@ -102,11 +104,36 @@ def backend_info() -> dict:
 if _C is not None:
     from . import registrations  # noqa: F401  (fakes, autograd, CUDA fallback)
 
-# What the public functions call, one attribute per op of the registry: the
-# registered op, or its fallback when _C is not loaded (the tests' backend fixture
-# swaps these attributes).
-_impl = SimpleNamespace(**{op.name: native(op.name, op.python_impl, op=True)
-                           for op in OPS if op.python_impl is not None})
+class _Impls(SimpleNamespace):
+    """What the public functions call, one attribute per op of the registry: the
+    registered op (its default ``OpOverload``), or its fallback when _C is not loaded.
+    Setting an attribute (the tests' backend fixture swaps them) sets its
+    :data:`_direct` twin too."""
+
+    def __setattr__(self, name: str, value) -> None:
+        super().__setattr__(name, value)
+        setattr(_direct, name, _bound(value))
+
+
+def _bound(impl):
+    """The builtin an ``OpOverload`` calls (``OpOverload.__call__`` is one more Python
+    frame per call: the 1e4-element rows of benchmarks/fused_vs_eager.py); anything
+    else (a fallback, a test's spy) as it is."""
+    return getattr(impl, "_op", impl) if isinstance(impl, torch._ops.OpOverload) else impl
+
+
+# _impl's twin with the overloads' builtins, for untraced calls: Dynamo traces an
+# OpOverload but not the builtin behind it, so traced code goes through _impl.
+_direct = SimpleNamespace()
+_impl = _Impls(**{op.name: native(op.name, op.python_impl, op=True) for op in OPS if op.python_impl is not None})
+for _name, _value in vars(_impl).items():
+    setattr(_direct, _name, _bound(_value))
+del _name, _value
+
+
+def _calls() -> SimpleNamespace:
+    """The implementations to call here: the builtins, or the overloads in traced code."""
+    return _impl if torch.compiler.is_compiling() else _direct
 
 
 # ------------------------------------------------------------- single-tensor ops
@@ -117,15 +144,22 @@ def axpby(a, x: Tensor, b, y: Tensor, *, out: Tensor | None = None) -> Tensor:
     a, b = scalar(a, "a"), scalar(b, "b")
     tensor(x, "x"), tensor(y, "y")
     if out is None:
-        return _impl.axpby(a, x, b, y)
+        return _calls().axpby(a, x, b, y)
     tensor(out, "out")
-    _impl.axpby_out(a, x, b, y, out=out)
+    _calls().axpby_out(a, x, b, y, out=out)
     return out
 
 
+# The in-place forms are the hot path on small tensors: one frame, scalar()'s float fast
+# path inlined, the same checks in the same order as axpby(out=x) / blend(out=x).
 def axpby_(a, x: Tensor, b, y: Tensor) -> Tensor:
     """In place: ``x <- a*x + b*y``. Returns ``x``."""
-    return axpby(a, x, b, y, out=inplace_target(x, "x"))
+    inplace_target(x, "x")
+    if type(a) is not float or type(b) is not float:
+        a, b = scalar(a, "a"), scalar(b, "b")
+    tensor(y, "y")
+    _calls().axpby_out(a, x, b, y, out=x)
+    return x
 
 
 def blend(x: Tensor, y: Tensor, alpha, *, out: Tensor | None = None) -> Tensor:
@@ -134,15 +168,20 @@ def blend(x: Tensor, y: Tensor, alpha, *, out: Tensor | None = None) -> Tensor:
     alpha = scalar(alpha, "alpha")
     tensor(x, "x"), tensor(y, "y")
     if out is None:
-        return _impl.blend(x, y, alpha)
+        return _calls().blend(x, y, alpha)
     tensor(out, "out")
-    _impl.blend_out(x, y, alpha, out=out)
+    _calls().blend_out(x, y, alpha, out=out)
     return out
 
 
 def blend_(x: Tensor, y: Tensor, alpha) -> Tensor:
     """In place: ``x <- (1-alpha)*x + alpha*y``. Returns ``x``."""
-    return blend(x, y, alpha, out=inplace_target(x, "x"))
+    inplace_target(x, "x")
+    if type(alpha) is not float:
+        alpha = scalar(alpha, "alpha")
+    tensor(y, "y")
+    _calls().blend_out(x, y, alpha, out=x)
+    return x
 
 
 def lincomb(coeffs: Sequence[float], tensors: Sequence[Tensor], bias=0.0, *,
@@ -153,9 +192,9 @@ def lincomb(coeffs: Sequence[float], tensors: Sequence[Tensor], bias=0.0, *,
     tensors = tensor_list(tensors, "tensors")
     bias = scalar(bias, "bias")
     if out is None:
-        return _impl.lincomb(coeffs, tensors, bias)
+        return _calls().lincomb(coeffs, tensors, bias)
     tensor(out, "out")
-    _impl.lincomb_out(coeffs, tensors, bias, out=out)
+    _calls().lincomb_out(coeffs, tensors, bias, out=out)
     return out
 
 
@@ -178,17 +217,19 @@ def multi_axpby_(outs: Sequence[Tensor], a, xs: Sequence[Tensor], b, ys: Sequenc
     ``ys[i]``. One fused launch per (device, dtype) group. Returns ``outs``."""
     outs, xs, ys = tensor_list(outs, "outs"), tensor_list(xs, "xs"), tensor_list(ys, "ys")
     a, b = scalar(a, "a"), scalar(b, "b")
-    groups = device_dtype_groups(outs)
+    traced = torch.compiler.is_compiling()
+    impl = _impl if traced else _direct
+    groups = device_dtype_groups(outs, traced)
     if groups is None:
         if not outs:  # nothing to write, but the lengths must agree
             check.pair_lists(outs, xs, ys)
         else:
-            _impl.multi_axpby_(outs, a, xs, b, ys)
+            impl.multi_axpby_(outs, a, xs, b, ys)
         return outs
     refuse_grad("multi_axpby_", (outs, "outs"), (xs, "xs"), (ys, "ys"))
-    check.pair_lists(outs, xs, ys, a, b, one_group=False, aliasing=can_check_aliasing())
+    check.pair_lists(outs, xs, ys, a, b, one_group=False, aliasing=not traced)
     for idx in groups:
-        _impl.multi_axpby_(pick(outs, idx), a, pick(xs, idx), b, pick(ys, idx))
+        impl.multi_axpby_(pick(outs, idx), a, pick(xs, idx), b, pick(ys, idx))
     return outs
 
 
@@ -201,20 +242,22 @@ def multi_blend_(targets: Sequence[Tensor], source, alphas) -> list[Tensor]:
     targets = tensor_list(targets, "targets")
     sources, shared = shared_or_list(source, "source")
     alphas = one_or_many(alphas, "alphas")
-    groups = device_dtype_groups(targets)
+    traced = torch.compiler.is_compiling()
+    impl = _impl if traced else _direct
+    groups = device_dtype_groups(targets, traced)
     if groups is None:
         if not targets:  # an empty subset is a no-op, with a shared source or not
             if not shared:
                 check.target_lists(targets, sources, alphas)
         elif shared and len(targets) == 1:  # only the op's flag tells it a shared source from its own
-            _impl.multi_blend_(targets, sources, alphas, True)
+            impl.multi_blend_(targets, sources, alphas, True)
         else:  # the common call stays a plain three-argument one
-            _impl.multi_blend_(targets, sources, alphas)
+            impl.multi_blend_(targets, sources, alphas)
         return targets
     refuse_grad("multi_blend_", (targets, "targets"), (sources, "sources"))
-    check.target_lists(targets, sources, alphas, shared, one_group=False, aliasing=can_check_aliasing())
+    check.target_lists(targets, sources, alphas, shared, one_group=False, aliasing=not traced)
     for idx in groups:
-        _impl.multi_blend_(pick(targets, idx), pick(sources, idx), pick(alphas, idx))
+        impl.multi_blend_(pick(targets, idx), pick(sources, idx), pick(alphas, idx))
     return targets
 
 
@@ -227,17 +270,19 @@ def multi_scale_(targets: Sequence[Tensor], scales) -> list[Tensor]:
     group. Returns ``targets``."""
     targets = tensor_list(targets, "targets")
     scales = one_or_many(scales, "scales")
-    groups = device_dtype_groups(targets)
+    traced = torch.compiler.is_compiling()
+    impl = _impl if traced else _direct
+    groups = device_dtype_groups(targets, traced)
     if groups is None:
         if targets:
-            _impl.multi_scale_(targets, scales)
+            impl.multi_scale_(targets, scales)
         else:  # nothing to write, but the scales must still be valid
             check.scaled_lists(targets, scales)
         return targets
     refuse_grad("multi_scale_", (targets, "targets"))
-    check.scaled_lists(targets, scales, one_group=False, aliasing=can_check_aliasing())
+    check.scaled_lists(targets, scales, one_group=False, aliasing=not traced)
     for idx in groups:
-        _impl.multi_scale_(pick(targets, idx), pick(scales, idx))
+        impl.multi_scale_(pick(targets, idx), pick(scales, idx))
     return targets
 
 
@@ -255,7 +300,7 @@ def blend_noise_(x: Tensor, best: Tensor, weight, noise_scale, *, seed, stream=0
     weight, noise_scale = scalar(weight, "weight"), scalar(noise_scale, "noise_scale")
     seed, stream = int64_bits(seed, "seed"), int64_bits(stream, "stream")
     tensor(best, "best")
-    _impl.blend_noise_(inplace_target(x, "x"), best, weight, noise_scale, seed, stream)
+    _calls().blend_noise_(inplace_target(x, "x"), best, weight, noise_scale, seed, stream)
     return x
 
 
@@ -275,20 +320,60 @@ def multi_blend_noise_(targets: Sequence[Tensor], source, weights, noise_scale, 
     noise_scale = scalar(noise_scale, "noise_scale")
     seed = int64_bits(seed, "seed")
     streams = scalar_list(streams, "streams", int64_bits, "ints")
-    groups = device_dtype_groups(targets)
+    traced = torch.compiler.is_compiling()
+    impl = _impl if traced else _direct
+    groups = device_dtype_groups(targets, traced)
     if groups is None:
         if not targets:  # nothing to write, but the lengths must agree
             check.noisy_target_lists(targets, [] if shared else sources, weights, noise_scale, streams)
         elif shared and len(targets) == 1:  # see multi_blend_
-            _impl.multi_blend_noise_(targets, sources, weights, noise_scale, seed, streams, True)
+            impl.multi_blend_noise_(targets, sources, weights, noise_scale, seed, streams, True)
         else:
-            _impl.multi_blend_noise_(targets, sources, weights, noise_scale, seed, streams)
+            impl.multi_blend_noise_(targets, sources, weights, noise_scale, seed, streams)
         return targets
     refuse_grad("multi_blend_noise_", (targets, "targets"), (sources, "sources"))
     check.noisy_target_lists(targets, sources, weights, noise_scale, streams, shared, one_group=False,
-                             aliasing=can_check_aliasing())
+                             aliasing=not traced)
     for idx in groups:
-        _impl.multi_blend_noise_(pick(targets, idx), pick(sources, idx), pick(weights, idx), noise_scale, seed,
+        impl.multi_blend_noise_(pick(targets, idx), pick(sources, idx), pick(weights, idx), noise_scale, seed,
                                  pick(streams, idx))
     return targets
+
+
+
+# ------------------------------------------------------------- prepared calls
+
+class prepared:  # lower case: a namespace of functions, called as ops.prepared.multi_blend_(...)
+    """The list ops for callers whose arguments are already in the op's own form
+    (``ops.prepared.multi_blend_(...)``): the public function's conversions and its
+    (device, dtype) grouping are skipped, one Python call less per op.
+
+    ``targets``: a list of tensors of one (device, dtype) group; ``sources``: a list
+    of one tensor shared by every target, or of one tensor per target (with a single
+    target, ``shared_source=True`` says that its one source is shared, so it must not
+    overlap it); weights and ``noise_scale`` as floats (a list of one, or one per
+    target), ``seed`` and ``streams`` as int64 bit patterns (what
+    :func:`~nytorch_ext.ops.validation.int64_bits` returns). Every check of the op
+    itself still runs before anything is written (the compiled entry, or the
+    fallback), so a call that breaks these rules raises and writes nothing, but may
+    name an argument as the op does (``sources``), not as the public function does.
+    The swarm's APSO step calls these: its rows are one group per buffer by
+    construction."""
+
+    @staticmethod
+    def multi_blend_(targets: list, sources: list, alphas: list, shared_source: bool = False) -> None:
+        """:func:`multi_blend_` on prepared arguments."""
+        if shared_source:
+            _calls().multi_blend_(targets, sources, alphas, True)
+        else:
+            _calls().multi_blend_(targets, sources, alphas)
+
+    @staticmethod
+    def multi_blend_noise_(targets: list, sources: list, weights: list, noise_scale: float, seed: int,
+                           streams: list, shared_source: bool = False) -> None:
+        """:func:`multi_blend_noise_` on prepared arguments."""
+        if shared_source:
+            _calls().multi_blend_noise_(targets, sources, weights, noise_scale, seed, streams, True)
+        else:
+            _calls().multi_blend_noise_(targets, sources, weights, noise_scale, seed, streams)
 

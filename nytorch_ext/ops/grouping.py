@@ -28,18 +28,13 @@ def _python_groups(tensors: Sequence[torch.Tensor]) -> Groups | None:
 _native_groups = native("tensor_groups", _python_groups)
 
 
-def device_dtype_groups(tensors: list[torch.Tensor]) -> Groups | None:
+def device_dtype_groups(tensors: list[torch.Tensor], traced: bool | None = None) -> Groups | None:
     """The (device, dtype) groups of ``tensors`` (a list of tensors), or None
-    when it is one group. Traced code decides it in Python, at trace time."""
-    if torch.compiler.is_compiling():
+    when it is one group. Traced code decides it in Python, at trace time
+    (``traced``: whether this is traced code, when the caller knows already)."""
+    if torch.compiler.is_compiling() if traced is None else traced:
         return _python_groups(tensors)
     return _native_groups(tensors)
-
-
-def can_check_aliasing() -> bool:
-    """Whether overlaps can be checked here: not in traced code, where tensors have
-    no storage to inspect (the fakes check them instead)."""
-    return not torch.compiler.is_compiling()
 
 
 def pick(values: list, idx: list[int]) -> list:

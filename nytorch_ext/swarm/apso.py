@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import ops
-from ..ops.validation import probability
+from ..ops.validation import int64_bits, probability
 from ..particles.storage import Storage
 from .arguments import flag, member_losses, noise_scale, subset_generator, subset_size as check_subset_size
 from .members import MemberPool, ParticlePool
@@ -77,15 +77,20 @@ def blend_toward_best(storages: dict[int, Storage], best: int, weights: dict, no
     for i in members:
         storages[i].settle()
     source = storages[best].buffers
-    alphas = [weights[i] for i in members]
-    # Flat buffers never require grad (the Parameters viewing them do): no no_grad needed.
-    for g in range(len(source)):
+    alphas = [float(weights[i]) for i in members]
+    groups = len(source)
+    if seed is not None:
+        seed = int64_bits(seed, "seed")
+    # Group g of every member's storage has one dtype and device (one layout): the
+    # prepared entry skips the public function's conversions and grouping, and the op
+    # still checks everything. Flat buffers never require grad: no no_grad needed.
+    for g in range(groups):
         targets = [storages[i].buffers[g] for i in members]
         if seed is None:
-            ops.multi_blend_(targets, source[g], alphas)
+            ops.prepared.multi_blend_(targets, [source[g]], alphas, True)
         else:
-            ops.multi_blend_noise_(targets, source[g], alphas, noise, seed=seed,
-                                   streams=[noise_stream(i, g, len(source)) for i in members])
+            ops.prepared.multi_blend_noise_(targets, [source[g]], alphas, float(noise), seed,
+                                            [noise_stream(i, g, groups) for i in members], True)
 
 
 def apso_step(pool, losses, alpha: float, subset_size: int | None = None, *, noise: float = 0.0,
@@ -108,7 +113,8 @@ def apso_step(pool, losses, alpha: float, subset_size: int | None = None, *, noi
         pool = ParticlePool(pool)
     size = len(pool)
     losses = member_losses(losses, size)
-    alpha = probability(alpha, "alpha")
+    if not (type(alpha) is float and 0.0 < alpha < 1.0):  # a float in (0, 1) is one as it stands
+        alpha = probability(alpha, "alpha")
     subset_size = check_subset_size(subset_size, size)
     noise = noise_scale(noise)
     generator = subset_generator(generator)

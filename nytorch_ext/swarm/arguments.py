@@ -23,6 +23,8 @@ def finite_real(value, name: str) -> float:
 
 def noise_scale(value, name: str = "noise") -> float:
     """APSO's noise: a finite number >= 0; anything else is a ValueError."""
+    if type(value) is float and 0.0 <= value < math.inf:  # the common case, checked as it stands
+        return value
     return number(value, name, minimum=0.0, type_error=ValueError, expected="a finite number >= 0")
 
 
@@ -35,6 +37,8 @@ def subset_size(value, size: int) -> int:
     """An APSO subset size for a pool of ``size``: None (the whole pool) or an int in 1..size."""
     if value is None:
         return size
+    if type(value) is int and 1 <= value <= size:  # the common case, checked as it stands
+        return value
     value = positive_int(value, "subset_size")
     if value > size:
         raise ValueError(f"subset_size must be between 1 and the pool size {size}, got {value}")
@@ -61,6 +65,9 @@ def member_losses(losses, size: int) -> list[float]:
     tensors included) with one entry per member; anything else (a 2-D tensor, strings,
     nested sequences) is refused rather than flattened. NaN is refused: the best member
     would be undefined."""
+    if type(losses) is list and len(losses) == size and all([type(x) is float for x in losses]) \
+            and not any(map(math.isnan, losses)):
+        return list(losses)  # the common case: floats as they stand, none NaN
     shape = getattr(losses, "shape", None)
     if isinstance(losses, Tensor) or (shape is not None and hasattr(losses, "ndim")):
         if len(shape) != 1:

@@ -18,7 +18,7 @@ from .apso import ApsoResult, apso_step
 from .arguments import finite_real, member_losses
 from .construction import adopt_modules, spawn_members
 from .member_state import check_module_state, install_compact_state
-from .members import MemberPool, member_kernels, member_storages
+from .members import MemberPool, StorageCheck, member_kernels, member_storages
 
 
 class Swarm(Sequence, MemberPool):
@@ -102,7 +102,11 @@ class Swarm(Sequence, MemberPool):
     def storages(self, indices=None) -> dict[int, Storage]:
         """Member index -> flat storage for ``indices`` (all when None), after moving
         back into its row any of those members whose parameters left it; re-packs every
-        member when the species' layout changed."""
+        member when the species' layout changed. While no member has changed since the
+        last full check, one pass over all of them decides it (:class:`StorageCheck`)."""
+        check = self.__dict__.get("_check")
+        if check is not None and check.holds(self._base):
+            return check.storages_of(indices)
         storages = member_storages(self._kernels, "particles", indices)
         if any(st.layout is not self.layout and st.layout != self.layout for st in storages.values()):
             self._pack()  # checks that every member agrees on the new layout
@@ -110,6 +114,8 @@ class Swarm(Sequence, MemberPool):
         for i, st in storages.items():
             if not all(map(_same, st.buffers, self._rows[i])):
                 storages[i] = self._kernels[i].adopt(self._rows[i])
+        if indices is None:  # every member checked: the next call may take the one-pass check
+            self._check = StorageCheck(self._kernels, storages, self._base)
         return storages
 
     def buffers(self) -> list[Tensor]:

@@ -12,6 +12,7 @@ of a plain sequence of particles.
 from __future__ import annotations
 
 import abc
+import operator
 from typing import Sequence
 
 from torch import nn
@@ -20,8 +21,13 @@ from ..particles.module import NytoModuleBase
 from ..particles.arithmetic import whole_kernel
 from ..particles.mtype import DIFFERENT_SPECIES, SpeciesError
 from ..particles.particle_module import ParticleModule
+from ..particles.placement import entries_are, views_in_place
 from ..particles.product import ParamProduct
 from ..particles.storage import Storage
+
+_STORAGE = operator.attrgetter("storage")
+_PARAMS = operator.attrgetter("params")
+_DIRTY = operator.itemgetter(0)
 
 
 def member_kernel(particle, what: str = "pool"):
@@ -67,6 +73,53 @@ def member_storages(kernels: list, what: str = "pool", indices=None) -> dict[int
             raise ValueError(f"{what}[{i}] has a different flat layout (shapes, dtypes or devices) "
                              f"than {what}[{first}]; move every member to the same dtype and device")
     return storages
+
+
+class StorageCheck:
+    """Whether every member is still as :func:`member_storages` last found it, decided
+    in one pass over all of them (a few C calls, not a catch-up per member), so a step
+    of a swarm whose members have not changed skips the per-member work.
+
+    It holds when the species has logged no change and none is pending, no member is
+    marked dirty, every member keeps its storage and parameter table, every parameter
+    is still in its module's table (one ``entries_are`` call over all members) and
+    still a view of its buffer (one ``views_in_place`` call). Anything else (a
+    structural change, ``member.to(...)``, ``p.data = ...``, a configuration change, a
+    copy-on-write move) fails it, and the caller takes the full path, which handles
+    the change and makes a new check."""
+
+    def __init__(self, kernels: list, storages: dict[int, Storage], owner=None) -> None:
+        self.owner = owner  # what the storages belong to (a swarm's [K, N] buffers): checked by identity
+        self.kernels = list(kernels)
+        self.species = kernels[0].species
+        self.versions = (self.species.version, self.species.config_version)
+        self.result = dict(storages)
+        self.storages = [storages[i] for i in range(len(kernels))]
+        self.tables = [k.params for k in kernels]
+        self.cells = [k.cell for k in kernels]
+        self.params = [p for st in self.storages for p in st.params]
+        self.addresses = [a for st in self.storages for a in st.addresses]
+        self.sizes = [size for st in self.storages for size in st.layout.sizes]
+        self.places: tuple[list, list, list] = ([], [], [])
+        for k in kernels:
+            for mine, theirs in zip(self.places, k.places):
+                mine.extend(theirs)
+
+    def holds(self, owner=None) -> bool:
+        species = self.species
+        return (owner is self.owner and not species.pending
+                and (species.version, species.config_version) == self.versions
+                and all(map(operator.is_, map(_STORAGE, self.kernels), self.storages))
+                and all(map(operator.is_, map(_PARAMS, self.kernels), self.tables))
+                and not any(map(_DIRTY, self.cells))
+                and bool(entries_are(*self.places))
+                and bool(views_in_place(self.params, self.addresses, self.sizes)))
+
+    def storages_of(self, indices=None) -> dict[int, Storage]:
+        """What :func:`member_storages` returned, for ``indices`` (all when None)."""
+        if indices is None:
+            return dict(self.result)
+        return {i: self.result[i] for i in indices}
 
 
 class MemberPool(abc.ABC):
