@@ -4,8 +4,12 @@ Twelve ConvNets train by SGD on every batch; every 16 batches a random subset of
 blended toward the subset's best (accelerated particle swarm optimisation,
 ``W_i <- (1 - alpha) W_i + alpha W_best``), in place, by ``nytorch_ext``'s fused
 ``Swarm.apso_step``; ``SwarmTrainer`` runs the loop. Like the seed, it prints every
-particle's test accuracy every 16 batches, and at the end the best particle's and the
-ensemble's (mean of the particles' softmax probabilities).
+particle's accuracy every 16 batches, here on a validation split carved out of the
+training data: the best particle is chosen on that split (lowest validation loss), never
+on the test set, and the test set is used once, at the end, for the chosen particle's
+and the ensemble's (mean of the particles' softmax probabilities) test accuracy.
+``--plot out.png`` draws the loss curves and every particle's validation accuracy over
+the batches (needs matplotlib: ``pip install nytorch_ext[plot]``).
 
 Data, offline by default:
 
@@ -62,24 +66,28 @@ class ConvNet(NytoModule):
         return out
 
 
-def digits_data(test_fraction: float, seed: int):
+def digits_data(test_fraction: float, val_fraction: float, seed: int):
     """scikit-learn's bundled 8x8 digits, scaled to [0, 1] and standardized with the
-    training split's mean and std: (train_set, test_set, side)."""
+    training split's mean and std: (train_set, val_set, test_set, side). The validation
+    split is ``val_fraction`` of what is left after the test split, both stratified."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
     digits = load_digits()
     x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
     y = torch.tensor(digits.target, dtype=torch.long)
-    idx_train, idx_test = train_test_split(range(len(y)), test_size=test_fraction, random_state=seed,
-                                           stratify=digits.target)
-    x_train, x_test = x[idx_train], x[idx_test]
-    mean, std = x_train.mean(), x_train.std()
-    return (TensorDataset((x_train - mean) / std, y[idx_train]),
-            TensorDataset((x_test - mean) / std, y[idx_test]), 8)
+    idx_rest, idx_test = train_test_split(range(len(y)), test_size=test_fraction, random_state=seed,
+                                          stratify=digits.target)
+    idx_train, idx_val = train_test_split(idx_rest, test_size=val_fraction, random_state=seed,
+                                          stratify=digits.target[idx_rest])
+    mean, std = x[idx_train].mean(), x[idx_train].std()
+    sets = [TensorDataset((x[idx] - mean) / std, y[idx]) for idx in (idx_train, idx_val, idx_test)]
+    return (*sets, 8)
 
 
-def mnist_data(data_dir: str, download: bool, train_size: int, test_size: int, seed: int):
-    """The seed's MNIST subsets, from ``data_dir`` (downloaded only when ``download``)."""
+def mnist_data(data_dir: str, download: bool, train_size: int, test_size: int, val_fraction: float, seed: int):
+    """The seed's MNIST subsets, from ``data_dir`` (downloaded only when ``download``),
+    with ``val_fraction`` of the training subset held out for validation:
+    (train_set, val_set, test_set, side)."""
     try:
         from torchvision import datasets, transforms
     except ImportError:
@@ -92,9 +100,10 @@ def mnist_data(data_dir: str, download: bool, train_size: int, test_size: int, s
     except RuntimeError as e:
         sys.exit(f"MNIST is not in {data_dir!r} ({e}); pass --download to fetch it")
     g = torch.Generator().manual_seed(seed)
-    train = Subset(train, torch.randperm(len(train), generator=g)[:train_size].tolist())
+    chosen = torch.randperm(len(train), generator=g)[:train_size].tolist()
+    n_val = int(len(chosen) * val_fraction)
     test = Subset(test, torch.randperm(len(test), generator=g)[:test_size].tolist())
-    return train, test, 28
+    return Subset(train, chosen[n_val:]), Subset(train, chosen[:n_val]), test, 28
 
 
 def create_pool(size: int, side: int) -> Swarm:
@@ -107,17 +116,37 @@ def create_pool(size: int, side: int) -> Swarm:
 
 class PrintAccuracy(Callback):
     """Every ``every`` batches (and after the first), every particle's accuracy on
-    ``loader``, as the seed prints it."""
+    ``loader``, as the seed prints it (``every=0``: not printed); kept in ``batches`` and
+    ``accuracy`` for ``--plot``."""
 
-    def __init__(self, loader, every: int):
-        self.loader, self.every, self.batches = loader, every, 0
+    def __init__(self, loader, every: int, quiet: bool = False):
+        self.loader, self.every, self.quiet = loader, every, quiet
+        self.count, self.batches, self.accuracy = 0, [], []
 
     def on_batch_end(self, trainer, batch, losses):
-        self.batches += 1
-        if self.every and (self.batches == 1 or self.batches % self.every == 0):
+        self.count += 1
+        if self.every and (self.count == 1 or self.count % self.every == 0):
             ev = trainer.evaluate(self.loader, {"accuracy": accuracy})
-            row = " ".join(f"[{i}]{a:.2f}" for i, a in enumerate(ev.accuracy))
-            print(f"batch: {self.batches - 1:>3} Accuracy: {row}", flush=True)
+            self.batches.append(self.count - 1)
+            self.accuracy.append(ev["accuracy"])
+            if not self.quiet:
+                row = " ".join(f"[{i}]{a:.2f}" for i, a in enumerate(ev["accuracy"]))
+                print(f"batch: {self.count - 1:>3} Accuracy: {row}", flush=True)
+
+
+def plot_run(history, monitor: PrintAccuracy, path: str) -> None:
+    """The loss curves (per batch; per epoch, train and validation) and every particle's
+    validation accuracy over the batches, the best one thick, saved to ``path``."""
+    from matplotlib.figure import Figure
+    from nytorch_ext.train.plotting import member_curves
+    figure = Figure(figsize=(15, 3.8), layout="constrained")
+    axes = figure.subplots(1, 3)
+    history.plot(keys=["batch_loss", "loss"], axes=axes[:2])
+    best = [max(range(len(row)), key=row.__getitem__) for row in monitor.accuracy]
+    member_curves(axes[2], monitor.batches, monitor.accuracy, best=best, label="validation accuracy")
+    axes[2].set(title="validation accuracy", xlabel="batch")
+    axes[2].legend(fontsize="small")
+    figure.savefig(path)
 
 
 def parse_args(argv=None):
@@ -142,11 +171,16 @@ def parse_args(argv=None):
     p.add_argument("--train-batches", type=int, default=256, help="MNIST: training subset, in batches")
     p.add_argument("--test-batches", type=int, default=16, help="MNIST: test subset, in batches")
     p.add_argument("--test-fraction", type=float, default=0.25, help="digits: test split")
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="of the training data, held out for validation (model selection)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--threads", type=int, default=1,
                    help="torch.set_num_threads (small models train fastest on one thread; 0: torch's default)")
-    p.add_argument("--progress", action="store_true", help="a tqdm progress bar per epoch")
+    p.add_argument("--quiet", action="store_true",
+                   help="no per-epoch output (default: a tqdm bar on a terminal, else one line per epoch)")
+    p.add_argument("--plot", metavar="PATH", default=None,
+                   help="save the loss and validation-accuracy curves there (e.g. out.png; needs matplotlib)")
     return p.parse_args(argv)
 
 
@@ -156,40 +190,51 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     digits = args.dataset == "digits"
+    if args.print_interval == 0 and args.plot:
+        sys.exit("--plot draws the accuracy measured every --print-interval batches: it needs --print-interval > 0")
     if digits:
-        train_set, test_set, side = digits_data(args.test_fraction, args.seed)
+        train_set, val_set, test_set, side = digits_data(args.test_fraction, args.val_fraction, args.seed)
     else:
-        train_set, test_set, side = mnist_data(args.data_dir, args.download, args.train_batches * args.batch_size,
-                                               args.test_batches * args.batch_size, args.seed)
+        train_set, val_set, test_set, side = mnist_data(args.data_dir, args.download,
+                                                        args.train_batches * args.batch_size,
+                                                        args.test_batches * args.batch_size, args.val_fraction,
+                                                        args.seed)
     epochs = args.epochs if args.epochs is not None else (8 if digits else 1)
     lr = args.lr if args.lr is not None else (0.05 if digits else 0.01)
     momentum = args.momentum if args.momentum is not None else (0.5 if digits else 0.0)
     subset = args.swarm_size if args.swarm_size is not None else min(6, args.pool_size)
     train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, drop_last=True)
+    val_loader = DataLoader(val_set, batch_size=512, shuffle=False)
     test_loader = DataLoader(test_set, batch_size=512, shuffle=False)
-    print(f"{args.dataset}: {len(train_set)} training / {len(test_set)} test images of {side}x{side}; "
+    print(f"{args.dataset}: {len(train_set)} training / {len(val_set)} validation / {len(test_set)} test images "
+          f"of {side}x{side}; "
           f"{args.pool_size} particles, APSO on {subset} every {args.swarm_interval} batches, "
           f"SGD lr={lr} momentum={momentum}, {epochs} epoch(s)")
 
     swarm = create_pool(args.pool_size, side)
     trainer = SwarmTrainer(swarm, device=args.device, seed=args.seed)
     started = time.perf_counter()
-    trainer.fit(train_loader, val_data=test_loader, epochs=epochs,
-                optimizer=lambda params: torch.optim.SGD(params, lr=lr, momentum=momentum),
-                loss=F.nll_loss, evolve_every=args.swarm_interval, alpha=args.alpha,
-                subset_size=subset, metrics={"accuracy": accuracy},
-                callbacks=[PrintAccuracy(test_loader, args.print_interval)], progress=args.progress)
+    monitor = PrintAccuracy(val_loader, args.print_interval)
+    history = trainer.fit(train_loader, val_data=val_loader, epochs=epochs,
+                          optimizer=lambda params: torch.optim.SGD(params, lr=lr, momentum=momentum),
+                          loss=F.nll_loss, evolve_every=args.swarm_interval, alpha=args.alpha,
+                          subset_size=subset, metrics={"accuracy": accuracy},
+                          callbacks=[monitor], progress=False if args.quiet else None)
     seconds = time.perf_counter() - started
 
+    best = trainer.best_index  # lowest validation loss of the last epoch: chosen without the test set
     ev = trainer.evaluate(test_loader, {"accuracy": accuracy}, ensemble=True)
     print("End")
-    print("Accuracy: " + " ".join(f"[{i}]{a:.2f}" for i, a in enumerate(ev.accuracy)))
-    print(f"best particle [{ev.best}] accuracy: {ev.best_accuracy:.4f}   "
-          f"ensemble accuracy: {ev.ensemble['accuracy']:.4f}   "
-          f"({len(trainer.history.batch_loss)} batches, {len(trainer.history.evolutions)} APSO steps, "
+    print("Test accuracy: " + " ".join(f"[{i}]{a:.2f}" for i, a in enumerate(ev["accuracy"])))
+    print(f"best particle [{best}] (chosen on validation: accuracy {history.best_val_accuracy[-1]:.4f}) "
+          f"test accuracy: {ev['accuracy'][best]:.4f}   ensemble accuracy: {ev.ensemble['accuracy']:.4f}   "
+          f"({len(history.batch_loss)} batches, {len(history.evolutions)} APSO steps, "
           f"{seconds:.1f} s on {trainer.device})")
-    return {"best_accuracy": ev.best_accuracy, "ensemble_accuracy": ev.ensemble["accuracy"],
-            "accuracy": ev.accuracy, "seconds": seconds}
+    if args.plot:
+        plot_run(history, monitor, args.plot)
+        print(f"plot: {args.plot}")
+    return {"best": best, "best_accuracy": ev["accuracy"][best], "val_accuracy": history.best_val_accuracy[-1],
+            "ensemble_accuracy": ev.ensemble["accuracy"], "accuracy": ev["accuracy"], "seconds": seconds}
 
 
 if __name__ == "__main__":

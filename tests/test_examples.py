@@ -50,7 +50,22 @@ def test_apso_digits_runs_as_a_script_with_small_arguments():
     assert "End" in lines
     final = [line for line in lines if line.startswith("best particle")]
     assert final and "ensemble accuracy" in final[0]
-    assert "Epoch 1/1" not in out.stderr  # not a terminal: no progress bar
+    assert "Epoch 1/1: [" in out.stderr and "\r" not in out.stderr  # not a terminal: lines, no tqdm frames
+
+
+def test_apso_digits_selects_on_a_validation_split_and_plots(tmp_path, capsys):
+    module = load("apso_digits")
+    train, val, test, side = module.digits_data(0.25, 0.2, seed=0)
+    assert (len(train), len(val), len(test), side) == (1077, 270, 450, 8)  # disjoint splits of the 1797
+    assert not set(map(tuple, val.tensors[0].flatten(1).tolist())) & set(map(tuple, test.tensors[0].flatten(1).tolist()))
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "out.png"
+    result = module.main(["--epochs", "1", "--pool-size", "3", "--swarm-size", "2", "--swarm-interval", "4",
+                          "--print-interval", "4", "--quiet", "--plot", str(path)])
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = capsys.readouterr()
+    assert "chosen on validation" in out.out and "Epoch" not in out.err  # --quiet
+    assert result["best_accuracy"] == result["accuracy"][result["best"]] and 0 <= result["val_accuracy"] <= 1
 
 
 def test_apso_digits_mnist_never_downloads_unasked(tmp_path):

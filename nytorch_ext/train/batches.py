@@ -1,15 +1,19 @@
 """Batches: what the trainer accepts as data, and how it feeds a batch to a member.
 
-A training or evaluation batch is a pair (or longer sequence) ``(x, y, ...)``; ``x``
-may itself be a tuple of a model's positional inputs. A prediction batch is ``x`` or
-``(x, ...)``. Data sources must be re-iterable (a DataLoader, a list of batches) or one
-``(x, y)`` pair of tensors.
+A training or evaluation batch is ``(x, y)``, ``(x, y, sample_weight)`` or a dict
+whose keys :class:`BatchFormat` names (``fit(batch_keys=...)``); ``x`` may itself be
+a tuple of a model's positional inputs. A prediction batch is ``x``, ``(x, ...)`` or
+such a dict. Data sources must be re-iterable (a DataLoader, a list of batches) or one
+``(x, y)`` pair of tensors. Anything else is an error naming what was found.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 
 from torch import Tensor
+
+BATCH_ROLES = ("input", "target", "weight")
 
 
 def to_device(obj, device):
@@ -21,17 +25,62 @@ def to_device(obj, device):
     return obj
 
 
-def split_batch(batch) -> tuple:
-    """(inputs, target) of a batch: a pair (or longer sequence) ``(x, y, ...)``."""
-    if isinstance(batch, (list, tuple)) and len(batch) >= 2:
-        return batch[0], batch[1]
-    raise ValueError(f"a batch must be a pair (inputs, target), got {type(batch).__name__}"
-                     + (f" of length {len(batch)}" if isinstance(batch, (list, tuple)) else ""))
+def _describe(batch) -> str:
+    if isinstance(batch, (list, tuple)):
+        return f"a {type(batch).__name__} of length {len(batch)}"
+    return type(batch).__name__
 
 
-def batch_inputs(batch):
-    """The inputs of a batch given to predict: ``x`` or ``(x, ...)``."""
-    return batch[0] if isinstance(batch, (list, tuple)) else batch
+@dataclass(frozen=True)
+class BatchFormat:
+    """How a batch splits into ``(inputs, target, sample_weight)``.
+
+    Sequences: ``(x, y)`` or ``(x, y, sample_weight)``. Dicts (``Mapping``): the value
+    of key ``input``, ``target`` and, when present, ``weight`` (defaults ``"input"``,
+    ``"target"``, ``"sample_weight"``; ``fit(batch_keys={"input": "image", "target":
+    "label"})`` renames them); other keys are ignored. Anything else raises
+    ``ValueError``."""
+    input: str = "input"
+    target: str = "target"
+    weight: str = "sample_weight"
+
+    @classmethod
+    def checked(cls, keys) -> "BatchFormat":
+        """fit's ``batch_keys``: None (the defaults) or a dict role -> key, roles
+        ``"input"``, ``"target"``, ``"weight"``."""
+        if keys is None:
+            return cls()
+        if not isinstance(keys, Mapping):
+            raise TypeError(f"batch_keys must be a dict such as {{'input': 'image', 'target': 'label'}}, "
+                            f"got {type(keys).__name__}")
+        unknown = [r for r in keys if r not in BATCH_ROLES]
+        if unknown:
+            raise ValueError(f"batch_keys: unknown role(s) {unknown}; the roles are {list(BATCH_ROLES)}")
+        bad = [r for r, k in keys.items() if not isinstance(k, str) or not k]
+        if bad:
+            raise TypeError(f"batch_keys[{bad[0]!r}] must be a non-empty string, got {keys[bad[0]]!r}")
+        return cls(**dict(keys))
+
+    def split(self, batch) -> tuple:
+        """``(x, y, sample_weight or None)`` of a training or evaluation batch."""
+        if isinstance(batch, (list, tuple)) and len(batch) in (2, 3):
+            return batch[0], batch[1], (batch[2] if len(batch) == 3 else None)
+        if isinstance(batch, Mapping):
+            missing = [k for k in (self.input, self.target) if k not in batch]
+            if missing:
+                raise ValueError(f"a dict batch has no key {missing[0]!r} (its keys: {list(batch)}); "
+                                 f"name the keys with fit(batch_keys={{'input': ..., 'target': ...}})")
+            return batch[self.input], batch[self.target], batch.get(self.weight)
+        raise ValueError(f"a batch must be a pair (inputs, target), a triple (inputs, target, "
+                         f"sample_weight) or a dict, got {_describe(batch)}")
+
+    def inputs(self, batch):
+        """The inputs of a batch given to predict: ``x``, ``(x, ...)`` or a dict's input."""
+        if isinstance(batch, Mapping):
+            if self.input not in batch:
+                raise ValueError(f"a dict batch has no key {self.input!r} (its keys: {list(batch)})")
+            return batch[self.input]
+        return batch[0] if isinstance(batch, (list, tuple)) else batch
 
 
 def call_model(model, x):
@@ -57,10 +106,10 @@ def reiterable(data, name: str):
     return data
 
 
-def check_batches(data, name: str, pairs: bool = True):
+def check_batches(data, name: str, pairs: bool = True, batch_format: BatchFormat | None = None):
     """What can be checked of ``data`` before training without iterating it: its
     ``len()`` (0 raises; returned, None when it has none) and, for a list or tuple of
-    batches, that every batch is an ``(x, y)`` pair (``pairs``)."""
+    batches, that every batch splits (``pairs``; see :class:`BatchFormat`)."""
     if data is None:
         return None
     try:
@@ -70,9 +119,10 @@ def check_batches(data, name: str, pairs: bool = True):
     if n == 0:
         raise ValueError(f"{name} is empty (it has no batches)")
     if pairs and isinstance(data, (list, tuple)):
+        fmt = batch_format or BatchFormat()
         for i, batch in enumerate(data):
             try:
-                split_batch(batch)
+                fmt.split(batch)
             except ValueError as e:
                 raise ValueError(f"{name}[{i}]: {e}") from None
     return n

@@ -1,8 +1,11 @@
 """Checkpoints: what a run saves, how it is written, and how a resume is checked.
 
 A checkpoint is one ``torch.save`` file (:data:`CHECKPOINT_FORMAT`) holding the swarm,
-every optimizer's state and class, the trainer's APSO generator, the RNG states, the
-epoch counter and stop flag, the History and the callbacks' states. It is written to a
+every optimizer's state and class, every LR scheduler's state and class and every
+GradScaler's state (or None), the run's precision, the trainer's APSO generator, the RNG
+states, the epoch counter and stop flag, the History and the callbacks' states. Format
+2 added the schedulers, scalers and precision; format 1 files (without them) still
+resume runs that have no scheduler and full precision. It is written to a
 temporary file and renamed over the last one. A resume reads it
 (:func:`read_checkpoint`: the file and the swarm's keys and shapes) and checks all the
 rest against the new run (:func:`check_resume`) before anything is loaded.
@@ -20,7 +23,8 @@ from ..ops.validation import positive_int
 from .history import History
 from .rng import check_rng_state, rng_state
 
-CHECKPOINT_FORMAT = "nytorch_ext.SwarmTrainer/1"
+CHECKPOINT_FORMAT = "nytorch_ext.SwarmTrainer/2"
+READABLE_FORMATS = ("nytorch_ext.SwarmTrainer/1", CHECKPOINT_FORMAT)
 CHECKPOINT_KEYS = ("size", "epoch", "stopped", "swarm", "optimizers", "generator", "rng", "history",
                    "callbacks")
 # torch.optim optimizers whose per-parameter state tensors have the parameter's shape
@@ -54,7 +58,8 @@ def class_name(obj) -> str:
 # ------------------------------------------------------------------ writing
 
 def checkpoint_state(*, swarm, optimizers: list, callbacks: list, epoch: int, stopped: bool,
-                     generator: torch.Generator, loader, history: History) -> dict:
+                     generator: torch.Generator, loader, history: History, schedulers: list | None = None,
+                     scalers: list | None = None, precision: str = "32") -> dict:
     """The state a checkpoint holds (see the module docstring)."""
     saved = {}
     for i, cb in enumerate(callbacks):
@@ -65,6 +70,10 @@ def checkpoint_state(*, swarm, optimizers: list, callbacks: list, epoch: int, st
             "swarm": swarm.state_dict(),
             "optimizers": [o.state_dict() for o in optimizers],
             "optimizer_classes": [class_name(o) for o in optimizers],
+            "schedulers": None if schedulers is None else [s.state_dict() for s in schedulers],
+            "scheduler_classes": None if schedulers is None else [class_name(s) for s in schedulers],
+            "scalers": None if scalers is None else [s.state_dict() for s in scalers],
+            "precision": precision,
             "generator": generator.get_state(),
             "rng": rng_state(loader),
             "history": history.to_dict(),
@@ -110,7 +119,7 @@ def read_checkpoint(path, swarm) -> CheckpointFile:
     except Exception as e:
         raise ValueError(f"resume_from: cannot read the checkpoint {path!r}: it is truncated, corrupt "
                          f"or not a torch.save file ({type(e).__name__}: {e})") from e
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(state, dict) or state.get("format") not in READABLE_FORMATS:
         raise ValueError(f"resume_from: {path!r} is not a SwarmTrainer checkpoint")
     missing = [k for k in CHECKPOINT_KEYS if k not in state]
     if missing:
@@ -190,11 +199,31 @@ def match_callback_states(callbacks: list, saved: dict) -> list:
     return pairs
 
 
+def scheduler_mismatch(schedulers: list | None, saved, saved_classes) -> str | None:
+    """Why the checkpoint's scheduler states do not fit this run's ``schedulers`` (None when they do)."""
+    if schedulers is None and saved is None:
+        return None
+    if schedulers is None:
+        return "the checkpoint's run had an LR scheduler, this run has none; pass the same scheduler="
+    if saved is None:
+        return ("the checkpoint's run had no LR scheduler, this run has one (its schedule would restart "
+                "at the resumed epoch); resume without scheduler=")
+    if not isinstance(saved, (list, tuple)) or len(saved) != len(schedulers) \
+            or not all(isinstance(s, dict) for s in saved):
+        return f"the checkpoint does not hold one scheduler state per member ({len(schedulers)})"
+    classes = saved_classes if isinstance(saved_classes, (list, tuple)) else [None] * len(saved)
+    for i, (s, c) in enumerate(zip(schedulers, classes)):
+        if c is not None and c != class_name(s):
+            return f"scheduler[{i}]: the checkpoint's scheduler is {c}, this run's is {class_name(s)}"
+    return None
+
+
 def check_resume(checkpoint: CheckpointFile, trainer, optimizers: list, callbacks: list,
-                 loader) -> CheckedResume:
+                 loader, *, schedulers: list | None = None, precision: str = "32") -> CheckedResume:
     """Everything ``fit`` would load from ``checkpoint`` checked against this run
-    (optimizers, generator, History, callbacks' states, RNG states), before any of it
-    is applied. ``trainer`` is handed to the callbacks' ``check_state_dict``."""
+    (optimizers, schedulers, precision, generator, History, callbacks' states, RNG
+    states), before any of it is applied. ``trainer`` is handed to the callbacks'
+    ``check_state_dict``."""
     path, state = checkpoint.path, checkpoint.state
     size = len(trainer.swarm)
 
@@ -215,6 +244,17 @@ def check_resume(checkpoint: CheckpointFile, trainer, optimizers: list, callback
             refuse(f"optimizer[{i}]: {problem}; resume with the optimizer of the run that wrote the "
                    f"checkpoint (to change optimizers, load only the weights: "
                    f"trainer.swarm.load_state_dict(torch.load(path, weights_only=False)['swarm']))")
+    problem = scheduler_mismatch(schedulers, state.get("schedulers"), state.get("scheduler_classes"))
+    if problem:
+        refuse(problem)
+    saved_precision = state.get("precision", "32")  # format 1: full precision
+    if saved_precision != precision:
+        refuse(f"the checkpoint's run trained in precision={saved_precision!r}, this run in {precision!r}; "
+               f"resume with the same precision")
+    scalers = state.get("scalers")
+    if (scalers is not None) != (precision == "fp16") or \
+            (scalers is not None and (not isinstance(scalers, (list, tuple)) or len(scalers) != len(optimizers))):
+        refuse("the GradScaler states do not fit this run (one per member with precision='fp16', else none)")
     # the trainer's generator and the RNG states: set on throwaway objects
     try:
         torch.Generator().set_state(state["generator"])

@@ -37,6 +37,9 @@ class History:
     particle's value (likewise for every key), ``history.best`` the best particle of
     every epoch. ``len(history)`` is the number of epochs recorded.
 
+    ``stop_reason``: None, or why the run stopped before its last epoch (set by
+    ``trainer.stop(reason)``, e.g. by EarlyStopping).
+
     ``restored_epoch``: None while the swarm holds the weights of the last recorded
     epoch; the epoch whose weights it holds after ``EarlyStopping(restore_best=True)``
     loaded them (reset by the next recorded epoch). ``current_best`` is the best
@@ -50,6 +53,7 @@ class History:
         self.evolutions: list[dict] = []
         self.records: list[dict] = []
         self.restored_epoch: int | None = None
+        self.stop_reason: str | None = None
 
     # ---------------------------------------------------------- recording
 
@@ -117,7 +121,7 @@ class History:
 
     def __getattr__(self, name: str):
         if name.startswith("__") or name in ("num_particles", "batch_loss", "evolutions", "records",
-                                             "restored_epoch"):
+                                             "restored_epoch", "stop_reason"):
             raise AttributeError(name)
         try:
             return self.column(name)
@@ -134,7 +138,7 @@ class History:
     def to_dict(self) -> dict:
         return {"num_particles": self.num_particles, "batch_loss": copy.deepcopy(self.batch_loss),
                 "evolutions": copy.deepcopy(self.evolutions), "records": copy.deepcopy(self.records),
-                "restored_epoch": self.restored_epoch}
+                "restored_epoch": self.restored_epoch, "stop_reason": self.stop_reason}
 
     @classmethod
     def from_dict(cls, state: dict) -> "History":
@@ -156,7 +160,18 @@ class History:
         restored = state.get("restored_epoch")  # absent in older checkpoints
         if restored is not None:
             h.mark_restored(restored)
+        reason = state.get("stop_reason")  # absent in older checkpoints
+        h.stop_reason = None if reason is None else str(reason)
         return h
+
+    def plot(self, keys=None, path=None, *, axes=None):
+        """Training curves with matplotlib (``pip install nytorch_ext[plot]``): one panel
+        per key, every member as a thin line and the best member (per epoch, as
+        ``best_<key>``) as a thick one. See :func:`nytorch_ext.train.plotting.plot_history`
+        for ``keys`` (default: the loss and every metric, train and validation in one
+        panel), ``path`` (save the figure there) and ``axes``. Returns the Figure."""
+        from .plotting import plot_history
+        return plot_history(self, keys, path, axes=axes)
 
     def __repr__(self) -> str:
         return (f"History({len(self)} epoch(s), {len(self.batch_loss)} batch(es), "
@@ -171,8 +186,10 @@ class Evaluation:
     ``best``: the particle with the lowest loss; ``ensemble``: when asked for, the loss
     and metrics of the ensemble prediction (the mean of the particles' softmax
     probabilities; its log is given to the loss and the metrics), else None.
-    Metric names are also attributes: ``evaluation.accuracy`` is the per-particle list,
-    ``evaluation.best_accuracy`` the best particle's value."""
+    Metric names are also attributes and keys: ``evaluation.accuracy`` and
+    ``evaluation["accuracy"]`` are the per-particle list, ``evaluation.best_accuracy`` /
+    ``evaluation["best_accuracy"]`` the best particle's value; ``evaluation["loss"]``,
+    ``["best"]``, ``["ensemble"]``, ``["samples"]`` are the fields; ``keys()`` lists them all."""
     loss: list
     metrics: dict = field(default_factory=dict)
     best: int = 0
@@ -190,6 +207,18 @@ class Evaluation:
         if name.startswith("best_") and name[5:] in metrics:
             return metrics[name[5:]][self.best]
         raise AttributeError(f"Evaluation has no {name!r}; metrics: {list(metrics)}")
+
+    def keys(self) -> list[str]:
+        metrics = list(self.metrics)
+        return ["loss", "best_loss", *metrics, *(f"best_{m}" for m in metrics), "best", "ensemble", "samples"]
+
+    def __getitem__(self, key: str):
+        if not isinstance(key, str) or key not in self.keys():
+            raise KeyError(f"Evaluation has no {key!r}; keys: {self.keys()}")
+        return getattr(self, key)
+
+    def __contains__(self, key) -> bool:
+        return key in self.keys()
 
     def to_dict(self) -> dict:
         return {"loss": list(self.loss), "metrics": copy.deepcopy(self.metrics), "best": self.best,

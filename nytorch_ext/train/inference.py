@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .batches import batch_inputs, call_model, sample_count, split_batch, to_device
+from .batches import BatchFormat, call_model, sample_count, to_device
 from .history import Evaluation, best_of
-from .metrics import as_float
+from .metrics import as_float, loss_mass, weighted_loss
 
 PREDICTION_USES = ("best", "ensemble", "all")
 
@@ -48,38 +48,45 @@ def log_mean_softmax(outs: list) -> Tensor:
 
 
 def measure(members: list, data, metrics: dict, loss_fn, ensemble: bool, device,
-            name: str = "loader") -> Evaluation:
-    """Every member's (and with ``ensemble`` the ensemble's) sample-averaged loss and
-    ``metrics`` on ``data``, under :func:`inference`."""
+            name: str = "loader", *, autocast=contextlib.nullcontext,
+            batch_format: BatchFormat | None = None) -> Evaluation:
+    """Every member's (and with ``ensemble`` the ensemble's) sample-averaged loss
+    (weighted by the batches' sample weights, when they have them) and ``metrics`` on
+    ``data``, under :func:`inference`; the forward passes under ``autocast()``."""
+    fmt = batch_format or BatchFormat()
     k = len(members)
     loss_sum = [0.0] * k
     metric_sum = {name: [0.0] * k for name in metrics}
     ens_sum = {name: 0.0 for name in ["loss", *metrics]}
-    samples = 0
+    samples, mass = 0, 0.0
     with inference(members):
         for batch in data:
-            x, y = split_batch(batch)
-            x, y = to_device(x, device), to_device(y, device)
+            x, y, w = fmt.split(batch)
+            x, y, w = to_device(x, device), to_device(y, device), to_device(w, device)
             n = sample_count(x, y)
-            outs = [call_model(m, x) for m in members]
-            values = [loss_fn(out, y) for out in outs]
+            with autocast():
+                outs = [call_model(m, x) for m in members]
+                values = [weighted_loss(loss_fn, out, y, w) for out in outs]
+            weight = loss_mass(w, n)
             for i, v in enumerate(torch.stack([v.detach().float() for v in values]).tolist()):
-                loss_sum[i] += v * n
+                loss_sum[i] += v * weight
             for metric, fn in metrics.items():
                 for i, out in enumerate(outs):
                     metric_sum[metric][i] += as_float(fn(out, y)) * n
             if ensemble:
                 log_mean = log_mean_softmax(outs)
-                ens_sum["loss"] += as_float(loss_fn(log_mean, y)) * n
+                ens_sum["loss"] += as_float(weighted_loss(loss_fn, log_mean, y, w)) * weight
                 for metric, fn in metrics.items():
                     ens_sum[metric] += as_float(fn(log_mean, y)) * n
             samples += n
+            mass += weight
     if samples == 0:
         raise ValueError(f"{name} yielded no batches")
-    losses = [s / samples for s in loss_sum]
+    losses = [s / mass for s in loss_sum]
     return Evaluation(loss=losses, metrics={metric: [s / samples for s in sums] for metric, sums in metric_sum.items()},
                       best=best_of(losses), samples=samples,
-                      ensemble={metric: s / samples for metric, s in ens_sum.items()} if ensemble else None)
+                      ensemble={metric: s / (mass if metric == "loss" else samples) for metric, s in ens_sum.items()}
+                      if ensemble else None)
 
 
 def check_use(use, size: int):
@@ -91,14 +98,15 @@ def check_use(use, size: int):
     return use
 
 
-def predict_outputs(chosen: list, data, use, device) -> Tensor:
+def predict_outputs(chosen: list, data, use, device, batch_format: BatchFormat | None = None) -> Tensor:
     """The outputs of the ``chosen`` members on ``data``'s inputs, on the CPU: the mean
     softmax for ``use="ensemble"``, stacked ``[K, N, ...]`` for ``"all"``, else the one
     member's."""
     pieces = []
+    fmt = batch_format or BatchFormat()
     with inference(chosen):
         for batch in data:
-            x = to_device(batch_inputs(batch), device)
+            x = to_device(fmt.inputs(batch), device)
             outs = [call_model(m, x) for m in chosen]
             if use == "ensemble":
                 pieces.append(log_mean_softmax(outs).exp().cpu())

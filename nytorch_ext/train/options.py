@@ -7,7 +7,6 @@ the run's APSO schedule and step arguments, checked as one.
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -17,7 +16,8 @@ from ..ops.validation import positive_int, probability
 from ..swarm.arguments import flag, noise_scale, subset_size as check_subset_size
 from .callbacks import ProgressBar
 
-CALLBACK_HOOKS = ("on_fit_start", "on_epoch_start", "on_batch_end", "on_evolve", "on_epoch_end", "on_fit_end")
+CALLBACK_HOOKS = ("on_fit_start", "on_epoch_start", "on_batch_end", "on_before_optimizer_step", "on_evolve",
+                  "on_epoch_end", "on_fit_end")
 
 
 def the_seeds_sgd(params):
@@ -55,7 +55,8 @@ def make_optimizers(swarm, optimizer, previous: list | None) -> list:
 
 def callback_list(callbacks, progress) -> list:
     """The run's callbacks, sorted by ``order`` (stable), with a :class:`ProgressBar`
-    added when ``progress`` is True (or None and stderr is a terminal), removed when False."""
+    added unless one is given or ``progress`` is False (which removes any): a tqdm bar
+    when stderr is a terminal, one line per epoch otherwise."""
     if callbacks is None:
         callbacks = []
     if not isinstance(callbacks, Iterable) or isinstance(callbacks, (str, dict)):
@@ -66,8 +67,7 @@ def callback_list(callbacks, progress) -> list:
             raise TypeError(f"callbacks: {type(cb).__name__} has none of the hooks {CALLBACK_HOOKS}")
     if progress is not None and not isinstance(progress, bool):
         raise TypeError(f"progress must be True, False or None, got {progress!r}")
-    want = sys.stderr.isatty() if progress is None else progress
-    if want and not any(isinstance(cb, ProgressBar) for cb in callbacks):
+    if progress is not False and not any(isinstance(cb, ProgressBar) for cb in callbacks):
         callbacks.append(ProgressBar())
     if progress is False:
         callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]

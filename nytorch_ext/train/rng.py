@@ -9,7 +9,20 @@ import random
 
 import torch
 
-__all__ = ["rng_state", "set_rng_state", "loader_generators", "check_rng_state"]
+__all__ = ["rng_state", "set_rng_state", "loader_generators", "check_rng_state", "persistent_workers"]
+
+PERSISTENT_WORKERS_WARNING = (
+    "resuming with DataLoader(persistent_workers=True): the resumed run is not bit-for-bit the "
+    "uninterrupted one. Persistent workers draw their seeds once, when they start, and keep their "
+    "random states between epochs, so neither can be restored; the resumed run draws them again "
+    "(the shuffle order, dropout and the workers' random augmentations differ from there on). "
+    "For an exact resume use persistent_workers=False.")
+
+
+def persistent_workers(loader) -> bool:
+    """Whether ``loader`` keeps worker processes between epochs (whose random states a
+    checkpoint cannot hold)."""
+    return bool(getattr(loader, "persistent_workers", False)) and getattr(loader, "num_workers", 0) > 0
 
 
 def loader_generators(loader) -> list:

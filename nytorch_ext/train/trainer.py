@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import numbers
 import time
+import warnings
 from typing import Callable
 
 import torch
@@ -44,16 +45,19 @@ from torch import Tensor
 
 from ..ops.validation import positive_int
 from ..swarm import Swarm
-from .batches import check_batches, reiterable, sample_count, split_batch, to_device
+from .batches import BatchFormat, check_batches, reiterable, sample_count, to_device
+from .callbacks import Callback
 from .checkpoints import (CHECKPOINT_FORMAT, CheckedResume, CheckpointFile, check_resume, checkpoint_state,
                           read_checkpoint, save_atomic)
 from .device import resolve_device
 from .history import Evaluation, History, best_of
 from .inference import check_use, measure, predict_outputs
-from .metrics import accuracy, check_loss, check_metrics
+from .metrics import accuracy, check_loss, check_metrics, loss_mass
 from .options import EvolveSettings, callback_list, make_optimizers
-from .rng import rng_state, set_rng_state
-from .step import gradient_step
+from .precision import Precision
+from .rng import PERSISTENT_WORKERS_WARNING, persistent_workers, rng_state, set_rng_state
+from .schedulers import learning_rates, make_schedulers, param_group_settings, restore_settings, step_epoch
+from .step import GradientSteps, StepSettings
 
 __all__ = ["SwarmTrainer", "accuracy", "rng_state", "set_rng_state", "CHECKPOINT_FORMAT"]
 
@@ -85,6 +89,11 @@ class SwarmTrainer:
             seed = int(torch.randint(0, 2 ** 62, (1,)).item())
         self.generator = torch.Generator().manual_seed(int(seed))
         self.optimizers: list | None = None
+        self.schedulers: list | None = None
+        self.scheduler_interval = "epoch"
+        self.scalers: list | None = None
+        self.step_settings = StepSettings(precision=Precision("32", self.device.type))
+        self.batch_format = BatchFormat()
         self.loss_fn: Callable = F.cross_entropy
         self.history = History(len(self.swarm))
         self.epoch = 0
@@ -112,12 +121,18 @@ class SwarmTrainer:
     def fit(self, train_loader, val_data=None, epochs: int = 1, optimizer=None, loss=None, *,
             evolve_every: int | None = 16, alpha: float = 0.5, subset_size: int | str | None = "auto",
             noise: float = 0.0, replace: bool = True, callbacks=None, metrics=None,
-            progress: bool | None = None, resume_from=None) -> History:
+            progress: bool | None = None, resume_from=None, scheduler=None, scheduler_interval: str = "epoch",
+            grad_clip_norm: float | None = None, grad_clip_value: float | None = None,
+            accumulate_grad_batches: int = 1, precision: str = "32", batch_keys=None) -> History:
         """Train the swarm for ``epochs`` epochs and return the run's :class:`History`.
 
-        ``train_loader``: re-iterable batches ``(x, y)`` (a DataLoader, a list).
+        ``train_loader``: re-iterable batches (a DataLoader, a list): ``(x, y)``,
+        ``(x, y, sample_weight)`` or dicts (see :class:`~nytorch_ext.train.batches.BatchFormat`;
+        ``batch_keys`` renames the dict keys). With sample weights the loss is called as
+        ``loss(output, target, reduction="none")`` and the batch's loss is the weighted
+        mean ``sum(w * l) / sum(w)`` (metrics are unweighted).
         ``val_data``: None, a loader, or one ``(x, y)`` pair of tensors; evaluated after
-        every epoch (``val_loss``, ``val_<metric>`` per particle).
+        every epoch (``val_loss``, ``val_<metric>`` per particle), under ``precision``.
         ``optimizer``: a factory ``params -> Optimizer`` called once per member, a list of
         one optimizer per member, or None (keep the trainer's optimizers from the previous
         run; the seed's ``SGD(lr=0.01)`` if there are none).
@@ -132,29 +147,43 @@ class SwarmTrainer:
         ``metrics``: name -> ``fn(output, target)`` -> float, a batch mean (e.g.
         :func:`accuracy`); logged as ``train_<name>`` (on the training forward passes) and
         ``val_<name>``.
-        ``callbacks``: see :mod:`nytorch_ext.train.callbacks`. ``progress``: None = a progress
-        bar when stderr is a terminal; True / False force it on / off.
+        ``scheduler``: a factory ``optimizer -> LR scheduler``, one per member, stepped
+        every epoch or, with ``scheduler_interval="batch"``, after every optimizer step
+        (see :mod:`~nytorch_ext.train.schedulers`); each member's learning rate is
+        logged as ``lr``. ``grad_clip_norm`` / ``grad_clip_value``: clip each member's
+        gradients (its own total norm; each element) before its optimizer step.
+        ``accumulate_grad_batches``: step every that many batches on the mean gradient
+        (the last window of an epoch may be shorter). ``precision``: ``"32"``,
+        ``"bf16"`` or ``"fp16"`` (CUDA only; see :mod:`~nytorch_ext.train.precision`).
+        ``callbacks``: see :mod:`nytorch_ext.train.callbacks`. ``progress``: None or True
+        (the default output: a tqdm bar per epoch when stderr is a terminal, else one
+        line per epoch, and a line saying why a run stopped early), False (nothing).
         ``resume_from``: a checkpoint written by :class:`Checkpoint` /
         :meth:`save_checkpoint`; the run continues from the epoch after it up to
         ``epochs`` in total (so the same call restarts an interrupted job), with the same
         arguments as the run that wrote it. Without it, each ``fit`` starts a new run
-        (epoch 0, a new History).
+        (epoch 0, a new History). A loader with ``persistent_workers=True`` (and
+        workers) resumes, with a warning, but not bit for bit.
 
         Every argument is checked (``ValueError`` / ``TypeError`` naming it) before any
         training or any change to the swarm or the trainer: loaders known to be empty,
         the callbacks (their ``check_fit``: an ``EarlyStopping`` monitor this run does not
         log, a ``Checkpoint`` path that cannot be written) and the whole checkpoint to
-        resume from (the swarm's keys and shapes, the optimizers' classes and state, the
-        callbacks' states, the RNG states): a checkpoint that does not fit raises and
-        loads nothing. Then callbacks' ``on_fit_start`` runs, before the first batch."""
+        resume from (the swarm's keys and shapes, the optimizers' and schedulers' classes
+        and state, the precision, the callbacks' states, the RNG states): a checkpoint
+        that does not fit raises and loads nothing. Then callbacks' ``on_fit_start``
+        runs, before the first batch."""
+        batch_format = BatchFormat.checked(batch_keys)
         train = reiterable(train_loader, "train_loader")
         if train is None:
             raise ValueError("train_loader must be given")
         val = reiterable(val_data, "val_data")
-        batches_per_epoch = check_batches(train, "train_loader")
-        check_batches(val, "val_data")
+        batches_per_epoch = check_batches(train, "train_loader", batch_format=batch_format)
+        check_batches(val, "val_data", batch_format=batch_format)
         epochs = positive_int(epochs, "epochs", type_error=ValueError)
         evolve = EvolveSettings.checked(evolve_every, alpha, subset_size, noise, replace, len(self.swarm))
+        settings = StepSettings.checked(grad_clip_norm, grad_clip_value, accumulate_grad_batches, precision,
+                                        self.device)
         metrics = check_metrics(metrics)
         loss_fn = check_loss(loss, F.cross_entropy)
         checkpoint = self._pending
@@ -165,17 +194,33 @@ class SwarmTrainer:
         log_keys = ["train_loss"] + [f"train_{m}" for m in metrics]
         if val is not None:
             log_keys += ["val_loss"] + [f"val_{m}" for m in metrics]
+        if scheduler is not None:
+            log_keys.append("lr")
         for cb in callbacks:
             check = getattr(cb, "check_fit", None)
             if callable(check):
                 check(self, log_keys=list(log_keys), epochs=epochs)
-        resumed = None
-        if checkpoint is not None:
-            resumed = check_resume(checkpoint, self, optimizers, callbacks, train_loader)
+        lr_settings = param_group_settings(optimizers)
+        try:  # a scheduler sets its optimizer's learning rate: undone if the run is refused
+            schedulers = make_schedulers(scheduler, optimizers, scheduler_interval)
+            resumed = None
+            if checkpoint is not None:
+                resumed = check_resume(checkpoint, self, optimizers, callbacks, train_loader,
+                                       schedulers=schedulers, precision=settings.precision.name)
+        except BaseException:
+            restore_settings(optimizers, lr_settings)
+            raise
+        if checkpoint is not None and persistent_workers(train_loader):
+            warnings.warn(PERSISTENT_WORKERS_WARNING, UserWarning, stacklevel=2)
 
         # ---- everything is checked: from here on the run is applied
         self._pending = None
         self.optimizers = optimizers
+        self.schedulers = schedulers
+        self.scheduler_interval = scheduler_interval
+        self.scalers = settings.precision.make_scalers(len(optimizers))
+        self.step_settings = settings
+        self.batch_format = batch_format
         self.loss_fn = loss_fn
         self._callbacks = callbacks
         self._train_loader = train_loader
@@ -201,25 +246,51 @@ class SwarmTrainer:
         self._dispatch("on_fit_end")
         return self.history
 
+    def stop(self, reason: str | None = None) -> None:
+        """End the run after the current batch or epoch (as ``stop_training = True``),
+        recording why (``history.stop_reason``; the default output prints it)."""
+        self.stop_training = True
+        if reason is not None:
+            self.history.stop_reason = str(reason)
+
+    def _gradient_steps(self, members: list) -> GradientSteps:
+        hooks = []
+        for cb in self._callbacks:
+            fn = getattr(cb, "on_before_optimizer_step", None)
+            if callable(fn) and getattr(type(cb), "on_before_optimizer_step", None) \
+                    is not Callback.on_before_optimizer_step:
+                hooks.append(lambda i, opt, fn=fn: fn(self, i, opt))
+        per_batch = self.schedulers if self.scheduler_interval == "batch" else None
+        return GradientSteps(members, self.optimizers, self.loss_fn, self.step_settings, scalers=self.scalers,
+                             schedulers=per_batch, before_step=hooks)
+
     def _epoch(self, epoch: int, train, val, metrics: dict, evolve: EvolveSettings) -> None:
         self.epoch = epoch
-        members, optimizers, loss_fn, device = list(self.swarm), self.optimizers, self.loss_fn, self.device
+        members, device, fmt = list(self.swarm), self.device, self.batch_format
         k = len(members)
         for m in members:
             m.train()
         self._dispatch("on_epoch_start", epoch)
         started = time.perf_counter()
+        steps = self._gradient_steps(members)
+        every, known = self.step_settings.accumulate, self.batches_per_epoch
         loss_sum = [0.0] * k
         metric_sum = {name: [0.0] * k for name in metrics}
         samples = batches = 0
+        mass = 0.0
         history = self.history
         for batch_index, batch in enumerate(train):
-            x, y = split_batch(batch)
-            x, y = to_device(x, device), to_device(y, device)
+            x, y, w = fmt.split(batch)
+            x, y, w = to_device(x, device), to_device(y, device), to_device(w, device)
             n = sample_count(x, y)
-            losses = gradient_step(members, optimizers, loss_fn, x, y, metrics, metric_sum, n)
+            if batch_index % every == 0:
+                steps.start_window(every if known is None else min(every, known - batch_index))
+            step = (batch_index + 1) % every == 0 or batch_index + 1 == known
+            losses = steps.batch(x, y, w, metrics, metric_sum, n, step)
+            weight = loss_mass(w, n)
             for i in range(k):
-                loss_sum[i] += losses[i] * n
+                loss_sum[i] += losses[i] * weight
+            mass += weight
             samples += n
             batches += 1
             history.add_batch(losses)
@@ -232,15 +303,21 @@ class SwarmTrainer:
                 break
         if batches == 0:
             raise ValueError("train_loader yielded no batches")  # one without a len()
+        steps.flush()
         record = {"epoch": epoch, "batches": batches, "samples": samples,
-                  "train_loss": [s / samples for s in loss_sum]}
+                  "train_loss": [s / mass for s in loss_sum]}
         for name, sums in metric_sum.items():
             record[f"train_{name}"] = [s / samples for s in sums]
         if val is not None:
-            ev = measure(members, val, metrics, loss_fn, False, device, name="val_data")
+            ev = measure(members, val, metrics, self.loss_fn, False, device, name="val_data",
+                         autocast=self.step_settings.precision.autocast, batch_format=fmt)
             record["val_loss"] = ev.loss
             for name, values in ev.metrics.items():
                 record[f"val_{name}"] = values
+        if self.schedulers is not None:
+            record["lr"] = learning_rates(self.optimizers)
+            if self.scheduler_interval == "epoch":
+                step_epoch(self.schedulers, record["val_loss" if val is not None else "train_loss"])
         record["best"] = best_of(record["val_loss" if val is not None else "train_loss"])
         record["seconds"] = time.perf_counter() - started
         history.add_epoch(record)
@@ -260,10 +337,11 @@ class SwarmTrainer:
         data = reiterable(loader, "loader")
         if data is None:
             raise ValueError("loader must be given")
-        check_batches(data, "loader")
+        check_batches(data, "loader", batch_format=self.batch_format)
         metrics = check_metrics(metrics)
         loss_fn = check_loss(loss, self.loss_fn)
-        return measure(list(self.swarm), data, metrics, loss_fn, bool(ensemble), self.device)
+        return measure(list(self.swarm), data, metrics, loss_fn, bool(ensemble), self.device,
+                       batch_format=self.batch_format)
 
     @property
     def best_index(self) -> int:
@@ -295,7 +373,7 @@ class SwarmTrainer:
         members = list(self.swarm)
         chosen = members if use in ("ensemble", "all") else \
             [members[self.best_index if use == "best" else int(use)]]
-        return predict_outputs(chosen, data, use, self.device)
+        return predict_outputs(chosen, data, use, self.device, self.batch_format)
 
     # ---------------------------------------------------------- checkpoints
 
@@ -305,7 +383,9 @@ class SwarmTrainer:
             raise ValueError("nothing to checkpoint: the trainer has no optimizers yet (call fit)")
         return checkpoint_state(swarm=self.swarm, optimizers=self.optimizers, callbacks=self._callbacks,
                                 epoch=len(self.history.records), stopped=self.stop_training,
-                                generator=self.generator, loader=self._train_loader, history=self.history)
+                                generator=self.generator, loader=self._train_loader, history=self.history,
+                                schedulers=self.schedulers, scalers=self.scalers,
+                                precision=self.step_settings.precision.name)
 
     def save_checkpoint(self, path) -> str:
         """Write :meth:`checkpoint_state` with ``torch.save`` (to a temporary file, then
@@ -323,12 +403,15 @@ class SwarmTrainer:
         return self
 
     def _load_training_state(self, checkpoint: CheckpointFile, resumed: CheckedResume) -> int:
-        """Load a checkpoint's swarm, optimizers, generator and History (all checked by
+        """Load a checkpoint's swarm, optimizers, schedulers, scalers, generator and History (all checked by
         :func:`~nytorch_ext.train.checkpoints.check_resume`); return the epoch to continue from."""
         state = checkpoint.state
         self.swarm.load_state_dict(state["swarm"])
         for opt, s in zip(self.optimizers, state["optimizers"]):
             opt.load_state_dict(s)
+        for objects, key in ((self.schedulers, "schedulers"), (self.scalers, "scalers")):
+            for obj, s in zip(objects or [], state.get(key) or []):
+                obj.load_state_dict(s)
         self.generator.set_state(state["generator"])
         self.history = resumed.history
         self.stop_training = bool(state["stopped"])

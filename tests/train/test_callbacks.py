@@ -494,8 +494,13 @@ def fit_with_progress(progress, callbacks=()):
     return trainer
 
 
+class TTY(io.StringIO):
+    def isatty(self):
+        return True
+
+
 def test_progress_bar_with_tqdm(fake_tqdm, monkeypatch):
-    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    monkeypatch.setattr(sys, "stderr", TTY())
     assert tqdm_available()
     trainer = fit_with_progress(True)
     bars = fake_tqdm.instances
@@ -504,25 +509,59 @@ def test_progress_bar_with_tqdm(fake_tqdm, monkeypatch):
     assert sum(isinstance(cb, ProgressBar) for cb in trainer._callbacks) == 1
 
 
-def test_progress_auto_is_quiet_when_stderr_is_not_a_terminal(fake_tqdm, capsys):
-    fit_with_progress(None)
-    assert fake_tqdm.instances == [] and capsys.readouterr().err == ""
+@pytest.mark.parametrize("progress", [None, True])
+def test_progress_default_prints_one_line_per_epoch_when_stderr_is_not_a_terminal(fake_tqdm, capsys, progress):
+    """Piped output gets plain lines (no tqdm frames, no carriage returns), never silence."""
+    fit_with_progress(progress)
+    err = capsys.readouterr().err
+    assert fake_tqdm.instances == []
+    assert err.count("\n") == 2 and err.startswith("Epoch 1/2: [") and "val_loss:" in err and "\r" not in err
 
 
 def test_progress_auto_shows_a_bar_on_a_terminal(fake_tqdm, monkeypatch):
-    class TTY(io.StringIO):
-        def isatty(self):
-            return True
-
     monkeypatch.setattr(sys, "stderr", TTY())
     fit_with_progress(None)
     assert len(fake_tqdm.instances) == 2
 
 
-def test_progress_without_tqdm_degrades_to_epoch_lines(no_tqdm, capsys):
+def test_progress_bar_use_tqdm_forces_the_bar_or_the_lines(fake_tqdm, monkeypatch):
+    out = io.StringIO()
+    fit_with_progress(False, [ProgressBar(file=out, use_tqdm=True)])  # False removes even an explicit bar
+    assert fake_tqdm.instances == [] and out.getvalue() == ""
+    fit_with_progress(None, [ProgressBar(file=out, use_tqdm=True)])
+    assert len(fake_tqdm.instances) == 2
+    tty = TTY()
+    fit_with_progress(None, [ProgressBar(file=tty, use_tqdm=False)])
+    assert len(fake_tqdm.instances) == 2 and tty.getvalue().count("Epoch") == 2
+
+
+def test_progress_without_tqdm_degrades_to_epoch_lines(no_tqdm, capsys, monkeypatch):
     assert not tqdm_available()
+    monkeypatch.setattr(sys, "stderr", TTY())
     fit_with_progress(True)
-    err = capsys.readouterr().err
+    err = sys.stderr.getvalue()
     assert err.count("\n") == 2 and err.startswith("Epoch 1/2: [") and "val_loss:" in err
-    fit_with_progress(False, [ProgressBar()])  # False removes even an explicit bar
-    assert capsys.readouterr().err == ""
+
+
+def test_early_stopping_says_when_and_why_it_stopped(capsys):
+    trainer = SwarmTrainer(make_swarm(2), device="cpu")
+    es = EarlyStopping("val_loss", patience=2)
+    x, y = toy_data(32)
+    history = trainer.fit([(x, y)], val_data=(x, y), epochs=20, optimizer=sgd(0.0), evolve_every=0,
+                          callbacks=[fixed_val_loss([5, 4, 4.5, 3.9, 4, 4, 4, 1]), es])
+    err = capsys.readouterr().err
+    assert len(history) == 6
+    assert "the best particle's val_loss has not improved for 2 epoch(s)" in history.stop_reason
+    assert "best 3.9 after epoch 4" in history.stop_reason
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("Stopped after epoch 6/20: EarlyStopping:") and "patience 2" in last
+    assert history.stop_reason in last
+
+
+def test_a_stop_without_a_reason_is_still_reported(capsys):
+    class StopNow(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            trainer.stop_training = True
+
+    fit_with_progress(None, [StopNow()])
+    assert "Stopped after epoch 1/2: trainer.stop_training was set" in capsys.readouterr().err

@@ -9,6 +9,9 @@ A callback is any object with some of these methods (all optional; subclass
 ``on_batch_end(trainer, batch, losses)``            after every member's gradient step;
                                                     ``batch``: index within the epoch,
                                                     ``losses``: one float per member
+``on_before_optimizer_step(trainer, i, optimizer)``  before member ``i``'s optimizer step:
+                                                    gradients accumulated and (fp16)
+                                                    unscaled, not yet clipped
 ``on_evolve(trainer, result)``                      after an APSO step (an ``ApsoResult``)
 ``on_epoch_end(trainer, epoch, logs)``              after validation; ``logs`` is the epoch's
                                                     ``History.records`` entry
@@ -22,8 +25,10 @@ A callback is any object with some of these methods (all optional; subclass
                                                     would succeed
 ==================================================  ==========================================
 
-Setting ``trainer.stop_training = True`` in any hook ends the run: after the current
-batch (the epoch is then closed and logged as it stands) or after the current epoch.
+Calling ``trainer.stop(reason)`` (or setting ``trainer.stop_training = True``) in any
+hook ends the run: after the current batch (the epoch is then closed and logged as it
+stands) or after the current epoch; the reason is kept in ``history.stop_reason`` and
+printed by the default output.
 
 Callbacks run in the order given, except that a callback's ``order`` attribute (default
 0) sorts them: :class:`Checkpoint` has order 100, so it saves after every other
@@ -33,11 +38,15 @@ rank among the callbacks of that class (the first EarlyStopping's to the first
 EarlyStopping, ...).
 
 Modules: ``base`` (:class:`Callback`), ``progress`` (:class:`ProgressBar`),
-``early_stopping`` (:class:`EarlyStopping`) and ``checkpoint`` (:class:`Checkpoint`).
+``early_stopping`` (:class:`EarlyStopping`), ``checkpoint`` (:class:`Checkpoint`),
+``loggers`` (:class:`CSVLogger`, :class:`TensorBoardLogger`) and ``paths`` (checking
+that a file can be written).
 """
 from .base import Callback
 from .checkpoint import Checkpoint
 from .early_stopping import EarlyStopping
+from .loggers import CSVLogger, TensorBoardLogger
 from .progress import ProgressBar, tqdm_available
 
-__all__ = ["Callback", "ProgressBar", "EarlyStopping", "Checkpoint", "tqdm_available"]
+__all__ = ["Callback", "ProgressBar", "EarlyStopping", "Checkpoint", "CSVLogger", "TensorBoardLogger",
+           "tqdm_available"]

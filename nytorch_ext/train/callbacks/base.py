@@ -12,6 +12,10 @@ class Callback:
 
     def on_batch_end(self, trainer, batch: int, losses: list) -> None: ...
 
+    def on_before_optimizer_step(self, trainer, member_index: int, optimizer) -> None:
+        """Before member ``member_index``'s optimizer steps (gradients accumulated and,
+        with fp16, unscaled; not clipped yet). Only overriding callbacks are called."""
+
     def on_evolve(self, trainer, result) -> None: ...
 
     def on_epoch_end(self, trainer, epoch: int, logs: dict) -> None: ...

@@ -1,11 +1,11 @@
 """Saving the run every few epochs, so that ``fit(..., resume_from=path)`` continues it."""
 from __future__ import annotations
 
-import os
 import string
 
 from ...ops.validation import positive_int
 from .base import Callback
+from .paths import check_writable, file_path
 
 
 class Checkpoint(Callback):
@@ -29,12 +29,7 @@ class Checkpoint(Callback):
 
     def __init__(self, path, every: int = 1) -> None:
         every = positive_int(every, "every", type_error=ValueError)
-        try:
-            self.path = os.fsdecode(os.fspath(path))
-        except TypeError:
-            raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}") from None
-        if not self.path:
-            raise ValueError("path must not be empty")
+        self.path = file_path(path, "path")
         try:
             fields = [f for _, f, _, _ in string.Formatter().parse(self.path) if f is not None]
         except ValueError as e:
@@ -57,7 +52,7 @@ class Checkpoint(Callback):
     def check_fit(self, trainer, *, log_keys: list, epochs: int) -> None:
         """The files this run would write can be written (checked before training)."""
         for done in sorted({1, epochs}):
-            _check_writable(self.path_for(done))
+            check_writable(self.path_for(done), "Checkpoint path")
 
     def on_epoch_end(self, trainer, epoch: int, logs: dict) -> None:
         done = epoch + 1
@@ -65,21 +60,3 @@ class Checkpoint(Callback):
             path = self.path_for(done)
             trainer.save_checkpoint(path)
             self.saved.append(path)
-
-
-def _check_writable(path: str) -> None:
-    """Raise unless a file can be written at ``path`` (its directory existing or
-    creatable), without creating anything."""
-    if os.path.isdir(path):
-        raise ValueError(f"Checkpoint path {path!r} is a directory, not a file name")
-    directory = os.path.dirname(os.path.abspath(path))
-    existing = directory
-    while not os.path.exists(existing):
-        parent = os.path.dirname(existing)
-        if parent == existing:
-            break
-        existing = parent
-    if not os.path.isdir(existing):
-        raise ValueError(f"Checkpoint path {path!r}: {existing!r} is a file, so no directory can be made there")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise PermissionError(f"Checkpoint path {path!r}: the directory {existing!r} is not writable")

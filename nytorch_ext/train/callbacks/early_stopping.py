@@ -31,7 +31,8 @@ class EarlyStopping(Callback):
     state): resuming it restores the same way.
 
     After the run: ``best_value``, ``best_epoch`` (0-based) and ``stopped_epoch``
-    (None when it did not stop training)."""
+    (None when it did not stop training). When it stops the run it says why
+    (:meth:`reason`, kept in ``history.stop_reason`` and printed by the default output)."""
 
     def __init__(self, monitor: str = "val_loss", patience: int = 3, *, mode: str = "auto",
                  min_delta: float = 0.0, of: str = "best", restore_best: bool = False) -> None:
@@ -99,7 +100,15 @@ class EarlyStopping(Callback):
         self.wait += 1
         if self.wait >= self.patience:
             self.stopped_epoch = epoch
-            trainer.stop_training = True
+            trainer.stop(self.reason())
+
+    def reason(self) -> str:
+        """Why this callback stopped the run (epochs 1-based, as the progress output counts)."""
+        which = {"best": "the best particle's", "mean": "the mean", "min": "the lowest", "max": "the highest"}[self.of]
+        delta = f" by more than {self.min_delta:g}" if self.min_delta else ""
+        best = "none" if self.best_value is None else f"{self.best_value:.5g} after epoch {self.best_epoch + 1}"
+        return (f"EarlyStopping: {which} {self.monitor} has not improved{delta} for {self.wait} epoch(s) "
+                f"(patience {self.patience}; mode {self.mode}; best {best})")
 
     def on_fit_end(self, trainer) -> None:
         if self.restore_best and self.best_state is not None:
