@@ -38,7 +38,14 @@ loop), foreach (torch._foreach_*), floor (one native op over one flat buffer),
 torch-flat (a torch expression over flat buffers), compile (torch.compile of the eager
 expression, with --compile; compilation happens in warm-up, outside the timing),
 nytorch (nytorch 1.1.0, when installed), ext-ops (nytorch_ext.ops), ext-particle
-(nytorch_ext's particle API and nytorch_ext.swarm).
+(nytorch_ext's particle API and nytorch_ext.swarm), dispatch (the registered op called
+bare through torch.ops, without the Python wrapper: what the wrapper costs on top).
+
+The run ends with a verdict of at most about ten lines (also the JSON's "verdict"): the
+headline ratios against nytorch, torch._foreach_* and the floor, and every row where
+nytorch_ext is slower than the best torch alternative of its group, with the reason.
+The dispatch line measures a custom op's fixed cost: a bare torch.ops call of ours on
+0-element tensors (no work) against torch's own in-place op on the same.
 
 Row names: "nytorch 1.1.0: X" and "nytorch_ext: X" run the same user code X on each
 library (nytorch_ext is a drop-in replacement); "seed swarm_algorithm" is the seed
@@ -78,7 +85,10 @@ TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 4e-3, tor
 KERNEL_WORKLOADS = ["blend_", "axpby_", "axpby", "momentum"]
 PARTICLE_WORKLOADS = ["p.blend", "p.blend_", "p.momentum", "p.module", "apso"]
 WORKLOADS = KERNEL_WORKLOADS + PARTICLE_WORKLOADS
-FAMILIES = ["eager", "foreach", "floor", "torch-flat", "compile", "nytorch", "ext-ops", "ext-particle"]
+FAMILIES = ["eager", "foreach", "floor", "torch-flat", "compile", "nytorch", "ext-ops", "ext-particle", "dispatch"]
+# The torch alternatives a nytorch_ext row is judged against (the best of them in its group).
+TORCH_FAMILIES = ("eager", "foreach", "floor", "torch-flat", "compile")
+OURS = ("ext-ops", "ext-particle")
 
 ALPHA, BETA = 0.3, 0.9           # blend weight, momentum coefficient
 AXPBY = (0.9, 0.1)                # a + b = 1, so torch.lerp computes the same thing
@@ -378,6 +388,27 @@ COMPILE_OFF = "off by default (compiling takes 10-30 s per case); pass --compile
 
 # ------------------------------------------------------------ kernel cases
 
+NO_C = "the compiled extension is not loaded: there is no registered op to call bare"
+
+
+def bare_op(name: str):
+    """The registered op ``torch.ops.nytorch_ext.<name>.default``, or None without _C."""
+    return getattr(torch.ops.nytorch_ext, name).default if ops.is_compiled() else None
+
+
+def dispatch_cost(device: str, settings: dict) -> dict | None:
+    """Microseconds per call with no work (0-element tensors): a bare torch.ops call of
+    our custom op, against torch's own in-place op; None without the compiled ops."""
+    op = bare_op("axpby_out")
+    if op is None:
+        return None
+    x, y = torch.empty(0, device=device), torch.empty(0, device=device)
+    times = time_round_robin({"custom": lambda: op(1.0, x, 0.1, y, out=x), "torch": lambda: x.add_(y, alpha=0.1)},
+                             device, max(settings["rounds"], 25), settings["warmup"], settings["budget"])
+    return {"custom_op_us": statistics.median(times["custom"]) * 1e6,
+            "torch_inplace_us": statistics.median(times["torch"]) * 1e6}
+
+
 def kernel_case(workload: str, shape: str, shapes, device: str, dtype, args) -> Case:
     """One fused-op workload on a flat buffer or on a model's parameter tensors."""
     n = numel(shapes)
@@ -420,6 +451,12 @@ def kernel_case(workload: str, shape: str, shapes, device: str, dtype, args) -> 
             case.add(Impl("nytorch_ext multi_blend_", "ext-ops", lambda: ops.multi_blend_(W, V, ALPHA), list_result, reset))
         case.add(Impl("torch lerp_ (flat, floor)", "floor", lambda: fW.lerp_(fV, ALPHA), flat_result, reset))
         case.add(Impl("nytorch_ext blend_ (flat)", "ext-ops", lambda: ops.blend_(fW, fV, ALPHA), flat_result, reset))
+        bare = bare_op("blend_out")
+        if bare is None:
+            case.skip("torch.ops.nytorch_ext.blend_out (bare)", "dispatch", NO_C)
+        else:
+            case.add(Impl("torch.ops.nytorch_ext.blend_out (bare)", "dispatch", lambda: bare(fW, fV, ALPHA, out=fW),
+                          flat_result, reset))
         fn = ccall(eager, args.compile)
         compile_impl = fn and Impl("torch.compile(eager)", "compile", lambda: fn(W, V), list_result, reset, True)
     elif workload == "axpby_":  # a = 1: torch's add_(alpha=) is the same math
@@ -434,6 +471,12 @@ def kernel_case(workload: str, shape: str, shapes, device: str, dtype, args) -> 
             case.add(Impl("nytorch_ext multi_axpby_", "ext-ops", lambda: ops.multi_axpby_(W, 1.0, W, b, V), list_result, reset))
         case.add(Impl("torch add_(alpha=) (flat, floor)", "floor", lambda: fW.add_(fV, alpha=b), flat_result, reset))
         case.add(Impl("nytorch_ext axpby_ (flat)", "ext-ops", lambda: ops.axpby_(1.0, fW, b, fV), flat_result, reset))
+        bare = bare_op("axpby_out")
+        if bare is None:
+            case.skip("torch.ops.nytorch_ext.axpby_out (bare)", "dispatch", NO_C)
+        else:
+            case.add(Impl("torch.ops.nytorch_ext.axpby_out (bare)", "dispatch",
+                          lambda: bare(1.0, fW, b, fV, out=fW), flat_result, reset))
         fn = ccall(eager, args.compile)
         compile_impl = fn and Impl("torch.compile(eager)", "compile", lambda: fn(W, V), list_result, reset, True)
     elif workload == "axpby":
@@ -860,6 +903,112 @@ def run_case(case: Case, args, settings) -> list[Row]:
     return rows
 
 
+# ----------------------------------------------------------------------- verdict
+
+# (label, workload, nytorch_ext's row) of the headline ratios against nytorch 1.1.0.
+HEADLINE = [("APSO step", "apso", "nytorch_ext: Swarm.apso_step"),
+            ("blend", "p.blend", "nytorch_ext: p1.blend(p0, a)"),
+            ("momentum", "p.momentum", "nytorch_ext: (w2+beta*(w1-w0)).module()"),
+            ("module()", "p.module", "nytorch_ext: product.module()")]
+SMALL = 10 ** 5  # flat sizes up to this are dominated by the fixed cost of a call
+
+
+def on_flat_buffers(r: Row) -> bool:
+    """Whether a row works on one flat buffer per operand (the sweep, the "(flat" rows)."""
+    return r.shape.startswith("flat") or "(flat" in r.impl
+
+
+def best_torch(rows: list[Row], r: Row) -> Row | None:
+    """The fastest timed torch alternative to nytorch_ext's row ``r`` in its group: the
+    per-parameter loop, torch._foreach_* or torch.compile over the same tensors, and,
+    where ``r`` itself works on flat buffers, the floor and the torch expression over them."""
+    families = TORCH_FAMILIES if on_flat_buffers(r) else ("eager", "foreach", "compile")
+    group = [o for o in rows if o.skipped is None and o.family in families
+             and (o.workload, o.shape, o.device) == (r.workload, r.shape, r.device)]
+    return min(group, key=lambda o: o.median_ms, default=None)
+
+
+def loss_reason(r: Row, other: Row, dispatch: dict | None) -> str:
+    """Why a nytorch_ext row is slower than the best torch alternative of its group."""
+    ratio = other.median_ms / r.median_ms
+    if r.workload in ("p.blend", "p.momentum", "p.module") or "seed" in r.impl:
+        return "it builds a new particle (module objects, Parameters); the torch rows return bare tensors"
+    if r.workload == "p.blend_" or "per member" in r.impl:
+        return "the particle API's Python per call (placement checks, lazy products) over little work"
+    if r.workload == "apso":
+        return "Python per step (argument checks, the draw, the plan, the members' staleness check)"
+    if r.shape.startswith("flat") and r.elements <= SMALL:
+        if dispatch:
+            return (f"the fixed cost of a call: a custom op's bare torch.ops call costs "
+                    f"{dispatch['custom_op_us']:.1f} us with no work, torch's own in-place op "
+                    f"{dispatch['torch_inplace_us']:.1f} us")
+        return "the fixed cost of a call (the pure-PyTorch fallback)"
+    if r.workload in ("axpby", "momentum") and "out=" not in r.impl:
+        return "an allocating form: a new result buffer per call (the out= form reuses one)"
+    if r.workload in KERNEL_WORKLOADS and not r.shape.startswith("flat"):
+        return "a few small tensors: the fixed cost of a call over little work"
+    if ratio >= 0.95 or r.min_ms <= other.max_ms:
+        return "within the noise of this run (the min-max ranges overlap)"
+    return "unexplained: slower than torch here"
+
+
+def _ratios(values: list) -> str:
+    return "/".join(f"{v:.2f}x" for v in values)
+
+
+def verdict(rows: list[Row], dispatch: dict | None = None) -> dict:
+    """The run in at most about ten lines: the headline ratios against nytorch, the
+    range against torch._foreach_* and the floor, and the rows where nytorch_ext is
+    slower than the best torch alternative of its group, one line per reason."""
+    timed = [r for r in rows if r.skipped is None]
+    headline: dict = {}
+    parts, shapes = [], []
+    for label, workload, impl in HEADLINE:
+        mine = [r for r in timed if r.workload == workload and r.impl == impl and "nytorch" in r.speedup]
+        if mine:
+            headline[label] = {f"{r.device} {r.shape}": r.speedup["nytorch"] for r in mine}
+            parts.append(f"{label} {_ratios([r.speedup['nytorch'] for r in mine])}")
+            shapes = shapes or [r.shape for r in mine]
+    lines = [f"vs nytorch 1.1.0 ({'/'.join(shapes)}): " + ", ".join(parts) if parts else
+             "vs nytorch 1.1.0: not measured (nytorch is not installed: pip install nytorch==1.1.0)"]
+    ours = [r for r in timed if r.family in OURS]
+    spans = []
+    for peer, name in (("foreach", "torch._foreach_*"), ("floor", "the floor")):
+        values = sorted(r.speedup[peer] for r in ours if peer in r.speedup)
+        if values:
+            headline[f"vs {peer}"] = {"min": values[0], "median": statistics.median(values), "max": values[-1]}
+            spans.append(f"vs {name} median {statistics.median(values):.2f}x over {len(values)} rows "
+                         f"({values[0]:.2f}x-{values[-1]:.2f}x)")
+    if spans:
+        lines.append("; ".join(spans))
+    apso = {r.impl: r for r in timed if r.workload == "apso" and r.shape == "convnet"}
+    step, flat = apso.get("nytorch_ext: Swarm.apso_step"), apso.get("nytorch_ext multi_blend_ (flat members)")
+    if step and flat:
+        overhead = (step.median_ms - flat.median_ms) * 1e3
+        headline["apso_python_overhead_us"] = overhead
+        lines.append(f"Swarm.apso_step on the ConvNet swarm: {step.speedup.get('foreach', float('nan')):.2f}x "
+                     f"_foreach_lerp_, {overhead:.1f} us per step over multi_blend_ on flat members")
+    if dispatch:
+        lines.append(f"fixed cost per call, no work: a bare torch.ops call of our op {dispatch['custom_op_us']:.2f} us, "
+                     f"torch's own add_ {dispatch['torch_inplace_us']:.2f} us")
+    losses: dict = {}
+    for r in ours:
+        other = best_torch(rows, r)
+        if other is not None and r.median_ms > other.median_ms:
+            losses.setdefault(loss_reason(r, other, dispatch), []).append(
+                {"workload": r.workload, "shape": r.shape, "device": r.device, "impl": r.impl,
+                 "ratio": other.median_ms / r.median_ms, "against": other.impl})
+    total = sum(map(len, losses.values()))
+    lines.append(f"slower than the best torch alternative of its group: {total} of {len(ours)} nytorch_ext rows"
+                 + (":" if total else ""))
+    for reason, where in losses.items():
+        shown = ", ".join(f"{w['workload']} {w['shape']} {w['ratio']:.2f}x" for w in where[:3])
+        more = f" and {len(where) - 3} more" if len(where) > 3 else ""
+        lines.append(f"  {len(where)}: {reason} ({shown}{more})")
+    return {"lines": lines, "headline": headline, "losses": [dict(w, reason=reason) for reason, where in
+                                                               losses.items() for w in where]}
+
+
 # ----------------------------------------------------------------------- output
 
 def cpu_name() -> str:
@@ -919,21 +1068,54 @@ def print_skipped(rows: list[Row]) -> None:
         print(f"  [{device}] {impl} ({shown}): {reason}")
 
 
+def headline_bars(rows: list[Row]) -> list[tuple[str, dict]]:
+    """(workload and model, {peer: speedup}) for each headline row: ours against
+    nytorch 1.1.0 and against torch._foreach_* (the plot's first panel)."""
+    bars = []
+    for label, workload, impl in HEADLINE:
+        for r in rows:
+            if r.skipped is None and r.workload == workload and r.impl == impl:
+                ratios = {k: r.speedup[k] for k in ("nytorch", "foreach") if k in r.speedup}
+                if ratios:
+                    bars.append((f"{label}\n{r.shape} ({r.device})", ratios))
+    return bars
+
+
 def plot(rows: list[Row], path: str) -> str:
-    """GB/s against size per implementation, one panel per (device, kernel workload),
-    with the measured copy bandwidth; returns a message for stdout."""
+    """The headline speedups (ours against nytorch and against torch._foreach_*, per
+    workload and model) in the first panel, then GB/s against size per implementation,
+    one panel per (device, kernel workload), with the measured copy bandwidth; returns
+    a message for stdout."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return f"--plot: matplotlib is not installed, no plot written to {path}; install it with `pip install matplotlib`"
+    bars = headline_bars(rows)
     sweep = [r for r in rows if not r.skipped and r.shape.startswith("flat") and r.gbps == r.gbps]
     panels = sorted({(r.device, r.workload) for r in sweep}, key=lambda k: (k[0], WORKLOADS.index(k[1])))
-    if not panels:
-        return f"--plot: no size-sweep rows to plot; nothing written to {path}"
-    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 3.6 * len(panels)), squeeze=False)
-    for ax, (device, workload) in zip(axes[:, 0], panels):
+    if not panels and not bars:
+        return f"--plot: no headline or size-sweep rows to plot; nothing written to {path}"
+    fig, axes = plt.subplots(len(panels) + bool(bars), 1, figsize=(9, 3.6 * (len(panels) + bool(bars))),
+                             squeeze=False)
+    axes = list(axes[:, 0])
+    if bars:
+        ax = axes.pop(0)
+        width = 0.4
+        for k, (peer, name) in enumerate((("nytorch", "vs nytorch 1.1.0"), ("foreach", "vs torch._foreach_*"))):
+            xs = [i + (k - 0.5) * width for i, (_, ratios) in enumerate(bars) if peer in ratios]
+            ys = [ratios[peer] for _, ratios in bars if peer in ratios]
+            if xs:
+                ax.bar(xs, ys, width, label=name)
+        ax.axhline(1.0, color="k", linewidth=0.8)
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(bars)))
+        ax.set_xticklabels([label for label, _ in bars], fontsize=6)
+        ax.set_ylabel("speedup (above 1: nytorch_ext faster)")
+        ax.set_title("nytorch_ext's headline speedups (ratios of medians)", fontsize=9)
+        ax.legend(fontsize=7)
+    for ax, (device, workload) in zip(axes, panels):
         mine = [r for r in sweep if (r.device, r.workload) == (device, workload)]
         for impl in dict.fromkeys(r.impl for r in mine):
             pts = sorted((r.elements, r.gbps) for r in mine if r.impl == impl)
@@ -1004,7 +1186,8 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads(N) first (default: torch's choice)")
     p.add_argument("--compile", action="store_true", help="also time torch.compile of the eager expressions")
     p.add_argument("--json", metavar="PATH", help="write machine-readable results here")
-    p.add_argument("--plot", metavar="PATH", help="draw GB/s against size (PNG; needs matplotlib)")
+    p.add_argument("--plot", metavar="PATH",
+                   help="draw the headline speedups and GB/s against size (PNG; needs matplotlib)")
     args = p.parse_args(argv)
     if args.shapes is not None:
         for s in args.shapes:
@@ -1067,6 +1250,7 @@ def run(args, argv) -> int:
             "threads": torch.get_num_threads(), "load_average": load,
             "devices": {}, "ok": True, "error": None}
     status = 0
+    dispatch = None  # the fixed cost of a call, measured on the first device
     try:
         for device in devices:
             if device == "cuda" and not torch.cuda.is_available():
@@ -1076,6 +1260,7 @@ def run(args, argv) -> int:
                 print(f"\nCUDA: skipped ({why})")
                 continue
             meta["devices"][device] = device_name(device)
+            dispatch = dispatch or dispatch_cost(device, settings)
             jobs = [(w, size_name(n), [(n,)]) for w in workloads if w in KERNEL_WORKLOADS for n in sizes]
             jobs += [(w, m, model_shapes(m)) for w in workloads if w in KERNEL_WORKLOADS for m in models]
             jobs += [(w, m, model_shapes(m)) for w in workloads if w in PARTICLE_WORKLOADS for m in models]
@@ -1102,6 +1287,11 @@ def run(args, argv) -> int:
     for device in devices:
         print_table(rows, device)
     print_skipped(rows)
+    if status == 0:
+        meta["dispatch"] = dispatch
+        meta["verdict"] = verdict(rows, dispatch)
+        print("\nVerdict (ratios of medians, above 1: nytorch_ext is faster):")
+        print("\n".join(f"  {line}" for line in meta["verdict"]["lines"]))
     if args.plot and status == 0:
         message = plot_note or plot(rows, args.plot)
         print(f"\n{message}")

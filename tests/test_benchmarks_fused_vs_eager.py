@@ -109,6 +109,17 @@ def test_tiny_run_times_or_skips_every_implementation(tiny_run):
     else:
         assert len(cuda_rows) == 1 and "CUDA is not available" in cuda_rows[0]["skipped"]
         assert "CUDA: skipped" in proc.stdout
+    # the verdict: a few lines, printed and in the JSON; every losing row with its reason
+    lines = data["verdict"]["lines"]
+    assert 2 <= len(lines) <= 12 and "Verdict" in proc.stdout and all(line in proc.stdout for line in lines)
+    assert lines[0].startswith("vs nytorch 1.1.0") and "APSO step" in lines[0]
+    assert set(data["verdict"]["headline"]) >= {"APSO step", "blend", "momentum", "module()", "vs foreach"}
+    for loss in data["verdict"]["losses"]:
+        assert loss["reason"] and loss["ratio"] < 1.0 and loss["against"], loss
+    if data["dispatch"] is not None:  # the fixed cost of a call with no work
+        assert data["dispatch"]["custom_op_us"] > 0 and data["dispatch"]["torch_inplace_us"] > 0
+    bare = {r["shape"] for r in rows if r["family"] == "dispatch"}
+    assert {"flat 1e3", "flat 1e4", "convnet"} <= bare
     # the table names the implementations; the plot is written or its absence explained
     assert "nytorch_ext multi_blend_" in proc.stdout and "vs nytorch" in proc.stdout
     if importlib.util.find_spec("matplotlib") is not None:
@@ -240,3 +251,66 @@ def test_plot_draws_gbps_against_size_per_implementation(monkeypatch, tmp_path):
     assert message == f"plot written to {tmp_path / 'p.png'}" and calls["saved"] == str(tmp_path / "p.png")
     assert calls["lines"] == [("torch lerp_", [1000, 10000], [1.0, 2.0]), ("ext blend_", [1000, 10000], [1.5, 2.5]),
                               ("copy (read n + write n)", [1000, 10000], [4.0, 8.0])]
+
+
+def test_verdict_names_each_loss_and_its_reason():
+    def row(workload, shape, impl, family, ms, **speedup):
+        return bench.Row(workload, shape, impl, family, "cpu", "float32", 10 ** 4, median_ms=ms, min_ms=ms,
+                         max_ms=ms, speedup=speedup)
+    rows = [row("blend_", "flat 1e4", "torch lerp_ (flat, floor)", "floor", 2.0),
+            row("blend_", "flat 1e4", "nytorch_ext blend_ (flat)", "ext-ops", 2.5, floor=0.8),
+            row("blend_", "convnet", "torch._foreach_lerp_", "foreach", 1.0),
+            row("blend_", "convnet", "torch lerp_ (flat, floor)", "floor", 0.1),
+            row("blend_", "convnet", "nytorch_ext multi_blend_", "ext-ops", 0.9, foreach=1.11),
+            row("apso", "convnet", "nytorch 1.1.0: seed swarm_algorithm", "nytorch", 100.0),
+            row("apso", "convnet", "torch._foreach_lerp_ (all members)", "foreach", 3.0),
+            row("apso", "convnet", "nytorch_ext: Swarm.apso_step", "ext-particle", 4.0, nytorch=25.0, foreach=0.75)]
+    result = bench.verdict(rows, {"custom_op_us": 1.8, "torch_inplace_us": 1.1})
+    assert len(result["lines"]) <= 10
+    assert result["lines"][0] == "vs nytorch 1.1.0 (convnet): APSO step 25.00x"
+    losses = {(x["workload"], x["shape"]): x for x in result["losses"]}
+    # multi_blend_ on per-parameter tensors is judged against foreach, not the one-buffer floor: a win
+    assert set(losses) == {("blend_", "flat 1e4"), ("apso", "convnet")}
+    assert "1.8 us with no work" in losses[("blend_", "flat 1e4")]["reason"]
+    assert losses[("apso", "convnet")]["ratio"] == pytest.approx(0.75)
+    assert "Python per step" in losses[("apso", "convnet")]["reason"]
+    assert any("2 of 3 nytorch_ext rows" in line for line in result["lines"])
+
+
+def test_plot_draws_the_headline_speedups_first(monkeypatch, tmp_path):
+    import types
+    bars, titles = [], []
+
+    class Axes:
+        def bar(self, xs, ys, width, label=None):
+            bars.append((label, list(xs), list(ys)))
+
+        def set_title(self, title, **kw):
+            titles.append(title)
+
+        def __getattr__(self, name):
+            return lambda *a, **k: None
+
+    class Grid(list):
+        def __getitem__(self, key):
+            return list(self) if key == (slice(None), 0) else super().__getitem__(key)
+
+    class Figure:
+        def __getattr__(self, name):
+            return lambda *a, **k: None
+
+    pyplot = types.ModuleType("matplotlib.pyplot")
+    pyplot.subplots = lambda rows, cols, **kw: (Figure(), Grid(Axes() for _ in range(rows)))
+    pyplot.close = lambda fig: None
+    matplotlib = types.ModuleType("matplotlib")
+    matplotlib.use = lambda backend: None
+    matplotlib.pyplot = pyplot
+    monkeypatch.setitem(sys.modules, "matplotlib", matplotlib)
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", pyplot)
+    rows = [bench.Row("apso", "convnet", "nytorch_ext: Swarm.apso_step", "ext-particle", "cpu", "float32",
+                      median_ms=1.0, speedup={"nytorch": 10.0, "foreach": 1.2}),
+            bench.Row("p.blend", "convnet", "nytorch_ext: p1.blend(p0, a)", "ext-particle", "cpu", "float32",
+                      median_ms=1.0, speedup={"nytorch": 3.0, "foreach": 0.5})]
+    assert bench.plot(rows, str(tmp_path / "p.png")).startswith("plot written")
+    assert bars == [("vs nytorch 1.1.0", [-0.2, 0.8], [10.0, 3.0]), ("vs torch._foreach_*", [0.2, 1.2], [1.2, 0.5])]
+    assert "headline speedups" in titles[0]
