@@ -205,11 +205,29 @@ def test_compile_rows_agree_and_are_timed(tmp_path):
         assert r["skipped"] is None or r["skipped"].startswith("failed to run here")
 
 
+def fake_matplotlib(monkeypatch, figure, axes) -> None:
+    """A stand-in for matplotlib (optional, and maybe not installed): subplots(rows, 1)
+    gives ``figure()`` and a grid of ``axes()``."""
+    import types
+
+    class Grid(list):
+        def __getitem__(self, key):
+            return list(self) if key == (slice(None), 0) else super().__getitem__(key)
+
+    pyplot = types.ModuleType("matplotlib.pyplot")
+    pyplot.subplots = lambda rows, cols, **kw: (figure(), Grid(axes() for _ in range(rows)))
+    pyplot.close = lambda fig: None
+    matplotlib = types.ModuleType("matplotlib")
+    matplotlib.use = lambda backend: None
+    matplotlib.pyplot = pyplot
+    monkeypatch.setitem(sys.modules, "matplotlib", matplotlib)
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", pyplot)
+
+
 def test_plot_draws_gbps_against_size_per_implementation(monkeypatch, tmp_path):
     """With a stand-in for matplotlib (it is optional, and may not be installed):
     one panel per (device, kernel workload) of the sweep, one line per
     implementation, plus the measured copy bandwidth."""
-    import types
 
     calls = {"lines": [], "saved": None}
 
@@ -227,18 +245,7 @@ def test_plot_draws_gbps_against_size_per_implementation(monkeypatch, tmp_path):
         def savefig(self, path, **kw):
             calls["saved"] = path
 
-    class Grid(list):
-        def __getitem__(self, key):
-            return list(self) if key == (slice(None), 0) else super().__getitem__(key)
-
-    pyplot = types.ModuleType("matplotlib.pyplot")
-    pyplot.subplots = lambda rows, cols, **kw: (Figure(), Grid(Axes() for _ in range(rows)))
-    pyplot.close = lambda fig: None
-    matplotlib = types.ModuleType("matplotlib")
-    matplotlib.use = lambda backend: None
-    matplotlib.pyplot = pyplot
-    monkeypatch.setitem(sys.modules, "matplotlib", matplotlib)
-    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", pyplot)
+    fake_matplotlib(monkeypatch, Figure, Axes)
     monkeypatch.setattr(bench, "_COPY_BW", {(1000, torch.float32, "cpu"): 4e9, (10000, torch.float32, "cpu"): 8e9})
 
     def row(impl, n, gbps, workload="blend_", shape=None):
@@ -278,7 +285,6 @@ def test_verdict_names_each_loss_and_its_reason():
 
 
 def test_plot_draws_the_headline_speedups_first(monkeypatch, tmp_path):
-    import types
     bars, titles = [], []
 
     class Axes:
@@ -291,22 +297,11 @@ def test_plot_draws_the_headline_speedups_first(monkeypatch, tmp_path):
         def __getattr__(self, name):
             return lambda *a, **k: None
 
-    class Grid(list):
-        def __getitem__(self, key):
-            return list(self) if key == (slice(None), 0) else super().__getitem__(key)
-
     class Figure:
         def __getattr__(self, name):
             return lambda *a, **k: None
 
-    pyplot = types.ModuleType("matplotlib.pyplot")
-    pyplot.subplots = lambda rows, cols, **kw: (Figure(), Grid(Axes() for _ in range(rows)))
-    pyplot.close = lambda fig: None
-    matplotlib = types.ModuleType("matplotlib")
-    matplotlib.use = lambda backend: None
-    matplotlib.pyplot = pyplot
-    monkeypatch.setitem(sys.modules, "matplotlib", matplotlib)
-    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", pyplot)
+    fake_matplotlib(monkeypatch, Figure, Axes)
     rows = [bench.Row("apso", "convnet", "nytorch_ext: Swarm.apso_step", "ext-particle", "cpu", "float32",
                       median_ms=1.0, speedup={"nytorch": 10.0, "foreach": 1.2}),
             bench.Row("p.blend", "convnet", "nytorch_ext: p1.blend(p0, a)", "ext-particle", "cpu", "float32",
