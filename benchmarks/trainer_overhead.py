@@ -3,10 +3,15 @@
 Both sides do the same work on the same data, from the same starting swarm: every
 batch, each of K particles takes an SGD step (zero_grad, forward, loss, backward,
 step) and reports its loss; every ``--evolve-every`` batches the swarm takes an APSO
-step (``Swarm.apso_step``) on that batch's losses. The hand-written side is the seed
-chapter's loop (``loss.item()`` per particle); the trainer side is
-``SwarmTrainer.fit(..., progress=False)`` with no validation data, metrics or callbacks.
-Before timing, one run of each is checked to end in bit-identical parameters.
+step (``Swarm.apso_step``) on that batch's losses. With ``--features all`` (the
+default) both sides also clip every particle's gradient norm before its step
+(``clip_grad_norm_``), step a ``StepLR`` scheduler per particle at the end of the epoch
+and write one CSV row per particle and epoch (its mean training loss and learning
+rate); ``--features none`` is the bare loop. The hand-written side is the seed
+chapter's loop (``loss.item()`` per particle) with those additions; the trainer side is
+``SwarmTrainer.fit(..., progress=False)`` with no validation data or metrics and, for
+``all``, ``scheduler=``, ``grad_clip_norm=`` and a ``CSVLogger``. Before timing, one run
+of each is checked to end in bit-identical parameters.
 
 Method: one process, ``--warmup`` untimed runs of each, then ``--repeats`` timed pairs
 of runs, hand and trainer back to back (which goes first alternates), each run one
@@ -23,7 +28,10 @@ Run: ``python benchmarks/trainer_overhead.py`` (``--help`` for the workload opti
 from __future__ import annotations
 
 import argparse
+import csv
+import os
 import statistics
+import tempfile
 import time
 
 import torch
@@ -32,7 +40,7 @@ import torch.nn.functional as F
 
 from nytorch_ext import NytoModule, ParticleModule
 from nytorch_ext.swarm import Swarm
-from nytorch_ext.train import SwarmTrainer
+from nytorch_ext.train import CSVLogger, SwarmTrainer
 
 
 class ConvNet(NytoModule):
@@ -93,28 +101,54 @@ def make_swarm(model: str, k: int, seed: int) -> Swarm:
     return Swarm([pool[0]] + [pool[0].clone_from(p) for p in pool[1:]])
 
 
+def step_lr(optimizer):
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+
+
 def hand_written(swarm, batches, args, apso_seed: int) -> None:
-    """The seed's loop on a Swarm (in-place APSO instead of rebuilding models)."""
+    """The seed's loop on a Swarm (in-place APSO instead of rebuilding models), plus
+    clipping, schedulers and a CSV log with ``--features all``."""
+    features = args.features == "all"
     optimizers = [torch.optim.SGD(m.parameters(), lr=args.lr) for m in swarm]
+    schedulers = [step_lr(o) for o in optimizers] if features else []
+    params = [list(m.parameters()) for m in swarm]
     generator = torch.Generator().manual_seed(apso_seed)
+    loss_sums = [0.0] * len(swarm)
     for m in swarm:
         m.train()
     for batch_idx, (data, target) in enumerate(batches):
         loss_list = []
-        for model, optimizer in zip(swarm, optimizers):
+        for i, (model, optimizer) in enumerate(zip(swarm, optimizers)):
             optimizer.zero_grad()
             loss = F.nll_loss(model(data), target)
             loss.backward()
+            if features:
+                torch.nn.utils.clip_grad_norm_(params[i], args.clip)
             optimizer.step()
             loss_list.append(loss.item())
         if (batch_idx + 1) % args.evolve_every == 0:
             swarm.apso_step(loss_list, args.alpha, args.subset_size, generator=generator)
+        for i, v in enumerate(loss_list):
+            loss_sums[i] += v * len(target)
+    if features:
+        lrs = [o.param_groups[0]["lr"] for o in optimizers]
+        for s in schedulers:
+            s.step()
+        samples = sum(len(t) for _, t in batches)
+        with open(args.csv_hand, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["epoch", "member", "train_loss", "lr"])
+            writer.writerows([0, i, loss_sums[i] / samples, lrs[i]] for i in range(len(swarm)))
 
 
 def with_trainer(swarm, batches, args, apso_seed: int) -> None:
     trainer = SwarmTrainer(swarm, device="cpu", seed=apso_seed)
+    extra = {}
+    if args.features == "all":
+        extra = {"scheduler": step_lr, "grad_clip_norm": args.clip, "callbacks": [CSVLogger(args.csv_trainer)]}
     trainer.fit(batches, epochs=1, optimizer=lambda p: torch.optim.SGD(p, lr=args.lr), loss=F.nll_loss,
-                evolve_every=args.evolve_every, alpha=args.alpha, subset_size=args.subset_size, progress=False)
+                evolve_every=args.evolve_every, alpha=args.alpha, subset_size=args.subset_size, progress=False,
+                **extra)
 
 
 def snapshot(swarm) -> dict:
@@ -138,6 +172,9 @@ def main(argv=None) -> dict:
     p.add_argument("--subset-size", type=int, default=6)
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--features", choices=["all", "none"], default="all",
+                   help="all: gradient clipping, a StepLR scheduler and a CSV log on both sides; none: the bare loop")
+    p.add_argument("--clip", type=float, default=1.0, help="the gradient-norm clip (--features all)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=21)
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (0: torch's default)")
@@ -145,6 +182,8 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    scratch = tempfile.mkdtemp(prefix="trainer_overhead_")
+    args.csv_hand, args.csv_trainer = os.path.join(scratch, "hand.csv"), os.path.join(scratch, "trainer.csv")
 
     batches = make_batches(args.batches, args.batch_size, args.seed)
     swarm = make_swarm(args.model, args.particles, args.seed)
@@ -175,9 +214,9 @@ def main(argv=None) -> dict:
 
     steps = args.batches * args.particles
     print(f"workload: {args.particles} x {args.model} particles, {args.batches} batches of {args.batch_size}, "
-          f"APSO({args.subset_size}) every {args.evolve_every}; {steps} SGD steps a run; "
+          f"APSO({args.subset_size}) every {args.evolve_every}; {steps} SGD steps a run; features: {args.features}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); {args.repeats} runs each")
-    result = {"same": same}
+    result = {"same": same, "features": args.features}
     for label, times in (("wall", wall), ("cpu", cpu)):
         med = {k: statistics.median(v) for k, v in times.items()}
         ratio = med["trainer"] / med["hand"]

@@ -76,24 +76,29 @@ class GradientSteps:
         and adds each metric times ``samples`` to ``metric_sums``."""
         losses = []
         scale = 1.0 / self.window
-        autocast = self.settings.precision.autocast
+        mixed = self.settings.precision.dtype is not None
+        scalers, loss_fn, first = self.scalers, self.loss_fn, self.pending == 0
         for i, (member, opt) in enumerate(zip(self.members, self.optimizers)):
-            if self.pending == 0:
+            if first:
                 opt.zero_grad()
-            with autocast():
+            if mixed:
+                with self.settings.precision.autocast():
+                    out = call_model(member, x)
+                    value = weighted_loss(loss_fn, out, y, weight)
+            else:  # no context manager on the default path: it runs K times a batch
                 out = call_model(member, x)
-                value = weighted_loss(self.loss_fn, out, y, weight)
+                value = loss_fn(out, y) if weight is None else weighted_loss(loss_fn, out, y, weight)
             backward = value if scale == 1.0 else value * scale
-            if self.scalers is not None:
-                backward = self.scalers[i].scale(backward)
+            if scalers is not None:
+                backward = scalers[i].scale(backward)
             backward.backward()
             if step:
                 self._step(i, opt)
-            losses.append(value.detach().float())
+            losses.append(value.detach())
             for name, fn in metrics.items():
                 metric_sums[name][i] += as_float(fn(out.detach(), y)) * samples
         self.pending = 0 if step else self.pending + 1
-        return torch.stack(losses).tolist()
+        return torch.stack([v.float() for v in losses]).tolist() if mixed else torch.stack(losses).tolist()
 
     def flush(self) -> None:
         """Step the members whose gradients wait in an unfinished window (an epoch whose
