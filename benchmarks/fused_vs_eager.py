@@ -970,7 +970,8 @@ def verdict(rows: list[Row], dispatch: dict | None = None) -> dict:
             parts.append(f"{label} {_ratios([r.speedup['nytorch'] for r in mine])}")
             shapes = shapes or [r.shape for r in mine]
     lines = [f"vs nytorch 1.1.0 ({'/'.join(shapes)}): " + ", ".join(parts) if parts else
-             "vs nytorch 1.1.0: not measured (nytorch is not installed: pip install nytorch==1.1.0)"]
+             "vs nytorch 1.1.0: " + ("no particle rows in this run" if import_nytorch()[0] else
+                                      "not measured (nytorch is not installed: pip install nytorch==1.1.0)")]
     ours = [r for r in timed if r.family in OURS]
     spans = []
     for peer, name in (("foreach", "torch._foreach_*"), ("floor", "the floor")):
