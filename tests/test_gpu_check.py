@@ -60,6 +60,6 @@ def test_bad_arguments_are_refused():
 def test_dry_run_builds_the_cuda_extension_against_this_torch(tmp_path):
     if shutil.which("nvcc") is None:
         pytest.skip("nvcc is not on PATH")
-    proc = run(tmp_path, "--dry-run", timeout=1200)
+    run(tmp_path, "--dry-run", timeout=1200)
     summary = (tmp_path / "summary.txt").read_text()
     assert "build: ok" in summary, summary + (tmp_path / "build.log").read_text()[-3000:]
