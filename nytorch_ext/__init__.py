@@ -19,8 +19,8 @@ from .particles import (ROOT_MODULE_ID, GetNytoModule, NytoModule, NytoModuleBas
 from . import swarm
 from .swarm import ApsoResult, Swarm, apso_step, momentum_step, momentum_step_
 from . import train
-from .train import (Callback, Checkpoint, EarlyStopping, Evaluation, History, ProgressBar, SwarmTrainer,
-                    accuracy, resolve_device)
+from .train import (Callback, Checkpoint, CSVLogger, EarlyStopping, Evaluation, History, ProgressBar,
+                    SwarmTrainer, TensorBoardLogger, accuracy, resolve_device)
 from . import module, mtype, particle_module  # nytorch's import paths
 
 __all__ = [
@@ -29,7 +29,7 @@ __all__ = [
     "ParamConfig", "GetNytoModule", "ROOT_MODULE_ID", "SpeciesError", "lincomb", "set_pool_limit",
     "swarm", "Swarm", "ApsoResult", "apso_step", "momentum_step", "momentum_step_",
     "train", "SwarmTrainer", "accuracy", "History", "Evaluation",
-    "Callback", "ProgressBar", "EarlyStopping", "Checkpoint", "resolve_device",
+    "Callback", "ProgressBar", "EarlyStopping", "Checkpoint", "CSVLogger", "TensorBoardLogger", "resolve_device",
     "module", "mtype", "particle_module",
 ]
 __version__ = "0.1.0"
