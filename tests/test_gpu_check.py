@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ MAX_FILES = 8  # what comes back from the device machine's $OUT
 
 
 def run(out: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OUT=str(out), PYTHON=shutil.which("python") or "python3")
+    env = dict(os.environ, OUT=str(out), PYTHON=sys.executable)  # this interpreter, activated or not
     return subprocess.run(["bash", str(SCRIPT), *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout)
 
