@@ -25,6 +25,19 @@ from .species import Species, mark_dirty
 from .temporaries import is_temporary
 
 
+def assign_product(kernel: ParticleKernel, product, consumed: bool, given, expected: str) -> None:
+    """``product_``'s checks and write, for NytoModule and ParticleModule alike:
+    ``product`` must be a ParamProduct of ``kernel``'s species (``given``: what the
+    caller passed, named in the error; ``expected``: the type the caller takes)."""
+    if not isinstance(product, ParamProduct):
+        given = product if given is None else given
+        hint = "; for a module use module.product()" if isinstance(given, nn.Module) else ""
+        raise SpeciesError(f"product_ takes a {expected}, not {type(given).__name__}{hint}")
+    if product.kernel.species is not kernel.species:
+        raise SpeciesError("product_: the product belongs to another species")
+    kernel.assign(product, consumed)
+
+
 class NytoModuleBase(nn.Module):
     """The part every particle module shares: its kernel and module id."""
 
@@ -188,14 +201,7 @@ class NytoModule(ParticleArithmetic, NytoModuleBase):
         return self._assign(inner, is_temporary(refs, inner_refs), product)
 
     def _assign(self, product, consumed: bool, given=None) -> "NytoModule":
-        if not isinstance(product, ParamProduct):
-            given = product if given is None else given
-            hint = "; for a module use module.product()" if isinstance(given, nn.Module) else ""
-            raise SpeciesError(f"product_ takes a ParamProduct, not {type(given).__name__}{hint}")
-        kernel = self._kernel()
-        if product.kernel.species is not kernel.species:
-            raise SpeciesError("product_: the product belongs to another species")
-        kernel.assign(product, consumed)
+        assign_product(self._kernel(), product, consumed, given, "ParamProduct")
         return self
 
     # ---------------------------------------------------------- operators

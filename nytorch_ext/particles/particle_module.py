@@ -13,7 +13,7 @@ from collections import OrderedDict
 from torch import nn
 
 from .arithmetic import ParticleArithmetic
-from .module import NytoModule, NytoModuleBase
+from .module import NytoModule, NytoModuleBase, assign_product
 from .mtype import DIFFERENT_SPECIES, ROOT_MODULE_ID, SpeciesError
 from .product import ParamProduct
 from .temporaries import is_temporary
@@ -227,13 +227,7 @@ class ParticleModule(ParticleArithmetic, nn.Module):
         return self._assign(inner, is_temporary(refs, inner_refs), product)
 
     def _assign(self, inner, consumed: bool, given=None) -> "ParticleModule":
-        if not isinstance(inner, ParamProduct):
-            given = inner if given is None else given
-            hint = "; for a module use module.product()" if isinstance(given, nn.Module) else ""
-            raise SpeciesError(f"product_ takes a PMProduct, not {type(given).__name__}{hint}")
-        if inner.kernel.species is not self.particle_kernel.species:
-            raise SpeciesError("product_: the product belongs to another species")
-        self.particle_kernel.assign(inner, consumed)
+        assign_product(self.particle_kernel, inner, consumed, given, "PMProduct")
         return self
 
     def _whole_kernel(self):
