@@ -41,6 +41,13 @@ def inference(members: list):
         torch.set_rng_state(rng)
 
 
+def member_outputs(members: list, x, forward=None):
+    """Each member's output on ``x``: ``forward(x)`` (stacked, one pass) or one call per member."""
+    if forward is not None:
+        return forward(x)
+    return [call_model(m, x) for m in members]
+
+
 def log_mean_softmax(outs: list) -> Tensor:
     """log(mean_k softmax(outs[k], dim=1)): the ensemble's log-probabilities."""
     stacked = torch.stack([F.log_softmax(o.float(), dim=1) for o in outs])
@@ -49,10 +56,12 @@ def log_mean_softmax(outs: list) -> Tensor:
 
 def measure(members: list, data, metrics: dict, loss_fn, ensemble: bool, device,
             name: str = "loader", *, autocast=contextlib.nullcontext,
-            batch_format: BatchFormat | None = None) -> Evaluation:
+            batch_format: BatchFormat | None = None, forward=None) -> Evaluation:
     """Every member's (and with ``ensemble`` the ensemble's) sample-averaged loss
     (weighted by the batches' sample weights, when they have them) and ``metrics`` on
-    ``data``, under :func:`inference`; the forward passes under ``autocast()``."""
+    ``data``, under :func:`inference`; the forward passes under ``autocast()``.
+    ``forward(x)``: all members' outputs at once (a batched swarm's forward, stacked
+    ``[K, ...]``) instead of one call per member."""
     fmt = batch_format or BatchFormat()
     k = len(members)
     loss_sum = [0.0] * k
@@ -65,7 +74,7 @@ def measure(members: list, data, metrics: dict, loss_fn, ensemble: bool, device,
             x, y, w = to_device(x, device), to_device(y, device), to_device(w, device)
             n = sample_count(x, y)
             with autocast():
-                outs = [call_model(m, x) for m in members]
+                outs = member_outputs(members, x, forward)
                 values = [weighted_loss(loss_fn, out, y, w) for out in outs]
             weight = loss_mass(w, n)
             for i, v in enumerate(torch.stack([v.detach().float() for v in values]).tolist()):
@@ -98,20 +107,21 @@ def check_use(use, size: int):
     return use
 
 
-def predict_outputs(chosen: list, data, use, device, batch_format: BatchFormat | None = None) -> Tensor:
+def predict_outputs(chosen: list, data, use, device, batch_format: BatchFormat | None = None,
+                    forward=None) -> Tensor:
     """The outputs of the ``chosen`` members on ``data``'s inputs, on the CPU: the mean
     softmax for ``use="ensemble"``, stacked ``[K, N, ...]`` for ``"all"``, else the one
-    member's."""
+    member's. ``forward``: as :func:`measure`'s (for all the members)."""
     pieces = []
     fmt = batch_format or BatchFormat()
     with inference(chosen):
         for batch in data:
             x = to_device(fmt.inputs(batch), device)
-            outs = [call_model(m, x) for m in chosen]
+            outs = member_outputs(chosen, x, forward)
             if use == "ensemble":
                 pieces.append(log_mean_softmax(outs).exp().cpu())
             elif use == "all":
-                pieces.append(torch.stack(outs).cpu())
+                pieces.append((outs if isinstance(outs, Tensor) else torch.stack(outs)).cpu())
             else:
                 pieces.append(outs[0].cpu())
     if not pieces:
