@@ -142,14 +142,25 @@ class BatchedSwarm:
             return first, None
         return {n: torch.stack([d[n] for d in per_member]) for n in self._buffer_names}, 0
 
-    def forward(self, x, head=None, extra: tuple = ()):
+    def buffers_written(self, x) -> list[str]:
+        """The names of the buffers one batched forward on ``x`` writes into (by their
+        version counters). Such writes are not each member's own: the forward runs on
+        stacked copies of the members' buffers (lost afterwards), or on the one buffer
+        the members share (written once, not K times)."""
+        others = self._others()
+        before = {n: t._version for n, t in others[0].items()}
+        with torch.no_grad():
+            self.forward(x, others=others)
+        return [n for n, t in others[0].items() if t._version != before[n]]
+
+    def forward(self, x, head=None, extra: tuple = (), *, others=None):
         """Every member's output on the shared input ``x`` (a tensor or a tuple of the
         model's positional inputs), stacked: ``[K, ...]``. With ``head``, also
         ``head(output, *extra)`` of each member inside the same vmap (e.g. its loss):
         returns ``(outputs, heads)``. Raises what vmap raises for a model it cannot
         run (``.item()``, data-dependent control flow, in-place writes into batched
         tensors)."""
-        others, other_dim = self._others()
+        others, other_dim = self._others() if others is None else others
         key = (head, other_dim, len(extra))
         fn = self._mapped.get(key)
         if fn is None:

@@ -155,9 +155,13 @@ def probe(model: BatchedSwarm, train, batch_format, loss_fn, settings: StepSetti
         x, y, w = to_device(x, device), to_device(y, device), to_device(w, device)
         try:
             with settings.precision.autocast():
-                model.forward(x)
+                written = model.buffers_written(x)
         except Exception as e:
             return f"vmap cannot run the model's forward: {_first_line(e)}", None
+        if written:
+            return (f"the model's forward writes into its buffers {written}; a batched forward runs on copies "
+                    f"of them (or on the one buffer the members share), so the writes would not be each "
+                    f"member's"), None
         modes = ("flat",) if loss_fn in _FLAT_LOSSES else ()
         failure = None
         for mode in modes + ("mapped", "loop"):
