@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..swarm.batched import BatchedSwarm, batched_optimizer_state, member_optimizer_states, unsupported_model
 from .batches import to_device
@@ -60,6 +61,26 @@ BATCHED_CHOICES = (False, True, "auto")
 ELEMENTWISE = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.Adamax, torch.optim.NAdam,
                torch.optim.RAdam, torch.optim.RMSprop, torch.optim.Rprop, torch.optim.Adagrad,
                torch.optim.Adadelta, torch.optim.ASGD)
+
+
+# batched="auto" batches only where the benchmark measured it faster (docs/benchmarks.md,
+# benchmarks/swarm_training.py, CPU): MLPs from 8 members (K=4 about even, K=2 0.6x);
+# not models with convolutions (8x8 ConvNet 1.0-1.1x, 28x28 ConvNet 0.73x)
+AUTO_MIN_MEMBERS = 8
+CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+def auto_declines(swarm) -> str | None:
+    """Why ``batched="auto"`` trains ``swarm`` one member at a time although it could
+    batch it: where batched training measured no faster (see :data:`AUTO_MIN_MEMBERS`)."""
+    if len(swarm) < AUTO_MIN_MEMBERS:
+        return (f"a swarm of {len(swarm)} members (batched training measured no faster below "
+                f"{AUTO_MIN_MEMBERS}); batched=True batches it anyway")
+    for name, sub in swarm[0].named_modules():
+        if isinstance(sub, CONVOLUTIONS):
+            return (f"the model has convolutions ({name}: {type(sub).__name__}), where batched training "
+                    f"measured no faster on the CPU; batched=True batches it anyway")
+    return None
 
 
 def check_batched(value):
@@ -206,6 +227,8 @@ def plan_run(choice, swarm, previous: BatchedRun | None, optimizer, previous_opt
                          "on the swarm's buffers from a factory (params -> Optimizer)"), TypeError
     else:
         reason = unsupported_model(swarm)
+    if reason is None and choice == "auto":
+        reason = auto_declines(swarm)
     if reason is None:
         model = previous.model if previous is not None and previous.model.current() else BatchedSwarm(swarm)
         if optimizer is None and previous_optimizers is not None:

@@ -288,18 +288,23 @@ def test_refusals_change_nothing(cls, fit, error, match):
     assert all(p.grad is None for m in swarm for p in m.parameters())
     # "auto" trains the same model one member at a time, saying why
     if error is ValueError:
-        auto = SwarmTrainer(make_swarm(cls), "cpu", seed=0, batched="auto")
+        auto = SwarmTrainer(make_swarm(cls, k=8), "cpu", seed=0, batched="auto")
         with pytest.warns(UserWarning, match="batched='auto': training the members one by one: .*" + match[:12]):
             auto.fit(data, epochs=1, progress=False, evolve_every=0, **fit)
-        assert len(auto.optimizers) == 4 and auto._batched_run is None
+        assert len(auto.optimizers) == 8 and auto._batched_run is None
 
 
-def test_auto_batches_what_it_can_and_bad_choices_are_refused():
-    trainer = SwarmTrainer(make_swarm(), "cpu", seed=0, batched="auto")
+def test_auto_batches_where_it_measured_faster_and_bad_choices_are_refused():
+    trainer = SwarmTrainer(make_swarm(k=8), "cpu", seed=0, batched="auto")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         trainer.fit(make_data(), epochs=1, progress=False)
     assert trainer._batched_run is not None and len(trainer.optimizers) == 1
+    for cls, k, why in ((MLP, 4, "a swarm of 4 members"), (Conv, 8, r"convolutions \(root_module.conv1: Conv2d\)")):
+        trainer = SwarmTrainer(make_swarm(cls, k=k), "cpu", seed=0, batched="auto")
+        with pytest.warns(UserWarning, match=why):
+            trainer.fit(make_data(cls), epochs=1, progress=False)
+        assert trainer._batched_run is None and len(trainer.optimizers) == k
     for bad in ("yes", 1, None):
         with pytest.raises(ValueError, match="batched must be False, True or 'auto'"):
             SwarmTrainer(make_swarm(), "cpu", batched=bad)
