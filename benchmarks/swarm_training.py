@@ -241,7 +241,15 @@ def main(argv=None) -> int:
         args.ks, args.batches, args.repeats = "4,12", 16, 3
     if args.tiny:
         args.models, args.ks, args.batches, args.evolve_every, args.repeats, args.warmup = "mlp", "2", 4, 2, 1, 0
+    threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
+    try:
+        return run(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run(args) -> int:
     impls = (["seed"] if nytorch is not None else []) + ["sequential", "batched"]
     if nytorch is None:
         print("nytorch is not installed (pip install nytorch==1.1.0): no seed rows", file=sys.stderr)
