@@ -8,8 +8,8 @@
   objects are views of the same memory, and the APSO and momentum steps blend the same
   rows. Nothing is copied between the gradient and the APSO phases.
 - ``params``: every parameter's [K, *shape] view of its leaf (built once, cached).
-- :meth:`BatchedSwarm.forward`: ``torch.func.vmap`` over ``torch.func.functional_call`` of
-  member 0's module, the parameters batched on dim 0 and the input shared
+- :meth:`BatchedSwarm.forward`: ``torch.func.vmap`` over member 0's module called with
+  those views in place of its parameters (``torch.func.functional_call``'s swap), the parameters batched on dim 0 and the input shared
   (``randomness="different"``: each member draws its own dropout masks).
 
 :func:`unsupported_model` says why a swarm's members cannot be run this way (checked
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.func import functional_call, vmap
+from torch.func import vmap
 
 __all__ = ["BatchedSwarm", "unsupported_model", "member_optimizer_states", "batched_optimizer_state",
            "load_member_optimizer_states"]
@@ -74,8 +74,27 @@ class BatchedSwarm:
         self.member_order = [slot_of[id(p)] for p in self.module.parameters()]
         self.slots = list(swarm.layout.slots)
         self._plan = self._split_plan()
+        self._param_names = [owner[0] for _, owners in self._plan for owner in owners if owner is not None]
         self._buffer_names = [n for n, _ in self.module.named_buffers()]
+        self._places = self._swap_places()
         self._mapped: dict = {}
+
+    def _swap_places(self) -> tuple[list, list]:
+        """Where the batched forward puts each parameter and buffer: ``(table, key,
+        index)`` for every module's ``_parameters`` / ``_buffers`` entry (a tied tensor
+        has several), as ``functional_call`` swaps them, found once instead of on
+        every call."""
+        params = dict(self.module.named_parameters())
+        buffers = dict(self.module.named_buffers())
+        p_index = {id(params[n]): j for j, n in enumerate(self._param_names)}
+        b_index = {id(buffers[n]): j for j, n in enumerate(self._buffer_names)}
+        p_places, b_places = [], []
+        for sub in self.module.modules():
+            for table, index, places in ((sub._parameters, p_index, p_places), (sub._buffers, b_index, b_places)):
+                for key, t in table.items():
+                    if t is not None and id(t) in index:
+                        places.append((table, key, index[id(t)]))
+        return p_places, b_places
 
     def _split_plan(self) -> list:
         """Per group: the split sizes covering its leaf's row (alignment padding
@@ -99,18 +118,22 @@ class BatchedSwarm:
             plan.append((sizes, owners))
         return plan
 
+    def _param_tuple(self) -> tuple:
+        """The [K, *shape] views (see :attr:`params`) in ``_param_names`` order."""
+        views = []
+        for leaf, (sizes, owners) in zip(self.leaves, self._plan):
+            for owner, chunk in zip(owners, leaf.split(sizes, dim=1)):
+                if owner is not None:
+                    views.append(chunk.view(owner[1]))
+        return tuple(views)
+
     @property
     def params(self) -> dict:
         """Parameter name -> its [K, *shape] view of its leaf: one split per group (its
         backward is one concatenation), then a view per parameter. Made afresh on each
         call (from a plan made once): an optimizer writes into the leaves in place,
         which the views of an earlier split do not allow."""
-        views: dict = {}
-        for leaf, (sizes, owners) in zip(self.leaves, self._plan):
-            for owner, chunk in zip(owners, leaf.split(sizes, dim=1)):
-                if owner is not None:
-                    views[owner[0]] = chunk.view(owner[1])
-        return views
+        return dict(zip(self._param_names, self._param_tuple()))
 
     def current(self) -> bool:
         """Whether the swarm still keeps its members in the buffers these leaves share
@@ -135,12 +158,12 @@ class BatchedSwarm:
     def _others(self):
         """The members' buffers: shared (one set, not batched) or stacked per member."""
         if not self._buffer_names:
-            return {}, None
+            return (), None
         per_member = [dict(m.named_buffers()) for m in self.swarm]
         first = per_member[0]
         if all(d[n] is first[n] for d in per_member[1:] for n in self._buffer_names):
-            return first, None
-        return {n: torch.stack([d[n] for d in per_member]) for n in self._buffer_names}, 0
+            return tuple(first[n] for n in self._buffer_names), None
+        return tuple(torch.stack([d[n] for d in per_member]) for n in self._buffer_names), 0
 
     def buffers_written(self, x) -> list[str]:
         """The names of the buffers one batched forward on ``x`` writes into (by their
@@ -148,10 +171,10 @@ class BatchedSwarm:
         stacked copies of the members' buffers (lost afterwards), or on the one buffer
         the members share (written once, not K times)."""
         others = self._others()
-        before = {n: t._version for n, t in others[0].items()}
+        before = [t._version for t in others[0]]
         with torch.no_grad():
             self.forward(x, others=others)
-        return [n for n, t in others[0].items() if t._version != before[n]]
+        return [n for n, t, v in zip(self._buffer_names, others[0], before) if t._version != v]
 
     def forward(self, x, head=None, extra: tuple = (), *, others=None):
         """Every member's output on the shared input ``x`` (a tensor or a tuple of the
@@ -165,15 +188,27 @@ class BatchedSwarm:
         fn = self._mapped.get(key)
         if fn is None:
             module = self.module
+            p_places, b_places = self._places
+            places = p_places + b_places
 
             def member(params, buffers, inputs, *rest):
-                out = functional_call(module, (params, buffers), inputs)
+                # functional_call's swap, with the places found once (see _swap_places)
+                saved = [table[key] for table, key, _ in places]
+                try:
+                    for table, key, j in p_places:
+                        table[key] = params[j]
+                    for table, key, j in b_places:
+                        table[key] = buffers[j]
+                    out = module(*inputs)
+                finally:
+                    for (table, key, _), old in zip(places, saved):
+                        table[key] = old
                 return out if head is None else (out, head(out, *rest))
 
             fn = vmap(member, in_dims=(0, other_dim, None) + (None,) * len(extra), randomness="different")
             self._mapped[key] = fn
         inputs = tuple(x) if isinstance(x, (list, tuple)) else (x,)
-        return fn(self.params, others, inputs, *extra)
+        return fn(self._param_tuple(), others, inputs, *extra)
 
 
 # ------------------------------------------------------------------ optimizer state
