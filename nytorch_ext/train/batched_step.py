@@ -30,7 +30,8 @@ What differs from the sequential step (:mod:`~nytorch_ext.train.step`):
 :func:`plan_run` decides, before anything is trained, whether a run is batched: with
 ``batched=True`` a model or optimizer it cannot batch raises (``ValueError`` /
 ``TypeError`` naming the cause); with ``"auto"`` it warns with the cause and the run is
-sequential. Besides the static checks
+sequential, as it is where batching measured no faster (:func:`auto_declines`: fewer than
+8 members, or convolutions). Besides the static checks
 (:func:`~nytorch_ext.swarm.batched.unsupported_model`) it probes the model: one batched
 forward and backward on the first training batch, with every random state saved and
 restored around it and the gradients dropped, so the run is unchanged.

@@ -7,8 +7,9 @@ its optimizer steps: the GradScaler unscales the gradients (fp16), the
 value, over that member's parameters only), the optimizer (through its scaler) steps,
 and a per-batch scheduler steps. Within a window each batch's loss is divided by the
 window's length, so the accumulated gradient is the mean over its batches. This is the
-one place the gradient step lives; a batched step (all members in one forward) belongs
-here too.
+one place the per-member gradient step lives; the batched step (all members in one
+forward, :mod:`~nytorch_ext.train.batched_step`) is a :class:`GradientSteps` too, with the
+same windows.
 """
 from __future__ import annotations
 
