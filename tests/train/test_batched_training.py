@@ -322,6 +322,19 @@ def test_a_loss_vmap_cannot_run_is_computed_per_member():
     assert trainer._batched_run.loss_mode == "flat"
 
 
+def test_a_custom_loss_runs_inside_the_vmap():
+    def smooth_nll(out, y, reduction="mean"):
+        return F.nll_loss(out, y, reduction=reduction) + 0.1 * out.exp().square().mean()
+
+    kw = dict(loss=smooth_nll, optimizer=OPTIMIZERS["adam"], data=make_data(weights=True))
+    seq_swarm, _, seq_hist = run(False, **kw)
+    bat_swarm, trainer, bat_hist = run(True, **kw)
+    assert trainer._batched_run.loss_mode == "mapped"
+    torch.testing.assert_close(rows(bat_swarm), rows(seq_swarm), atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(torch.tensor(bat_hist.batch_loss), torch.tensor(seq_hist.batch_loss),
+                               atol=ATOL, rtol=RTOL)
+
+
 def test_the_probe_restores_every_random_state_and_drops_its_gradients():
     from nytorch_ext.swarm.batched import BatchedSwarm
     from nytorch_ext.train.batched_step import probe
