@@ -116,6 +116,7 @@ class RunWorld:
         """Every rank runs the same fit: ``settings`` (picklable values; a
         ``torch.Generator`` by its state) equal on every rank, else ``ValueError`` on
         every rank naming what differs (one ``all_gather_object``)."""
+        self._pending = []  # a new fit: nothing left over from a run that raised mid-epoch
         if not self.distributed:
             return
         mine = {k: _digest(v.get_state()) if hasattr(v, "get_state") else v for k, v in settings.items()}
@@ -135,10 +136,13 @@ class RunWorld:
         0 decides and every rank resumes the same file."""
         if not (isinstance(resume_from, str) and resume_from == AUTO):
             return resume_from
+        savers = [cb for cb in list(callbacks or []) if isinstance(cb, Checkpoint)]
+        if not savers:
+            raise ValueError("resume_from='auto' resumes from the files of the run's Checkpoint callback, "
+                             "and this fit has none: add callbacks=[Checkpoint(path)] or pass a path")
         found = None
-        for cb in list(callbacks or []):
-            if isinstance(cb, Checkpoint):
-                found = _latest(cb.path, epochs) or found
+        for cb in savers:
+            found = _latest(cb.path, epochs) or found
         if self.distributed:
             found = self.world.all_gather_object(found)[0]
         return found
