@@ -64,9 +64,9 @@ ELEMENTWISE = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim
                torch.optim.Adadelta, torch.optim.ASGD)
 
 
-# batched="auto" batches only where the benchmark measured it faster (docs/benchmarks.md,
-# benchmarks/swarm_training.py, CPU): MLPs from 8 members (K=4 about even, K=2 0.6x);
-# not models with convolutions (8x8 ConvNet 1.0-1.1x, 28x28 ConvNet 0.73x)
+# batched="auto" batches only where benchmarks/swarm_training.py measured it faster on the
+# CPU (docs/benchmarks.md#batched-swarm-training): from 8 members (below, about even or
+# slower), and not models with convolutions (the 28x28 ConvNet is slower batched)
 AUTO_MIN_MEMBERS = 8
 CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
