@@ -133,6 +133,16 @@ def test_batched_equals_sequential_with_every_gradient_option():
         bat_trainer._batched_run.model.leaves
 
 
+def test_bf16_batched_follows_bf16_sequential():
+    kw = dict(optimizer=OPTIMIZERS["sgd"], precision="bf16", evolve_every=2)
+    seq_swarm, _, seq_hist = run(False, **kw)
+    bat_swarm, _, bat_hist = run(True, **kw)
+    # bfloat16 products (8 bits of mantissa) summed in another order: a looser tolerance
+    torch.testing.assert_close(rows(bat_swarm), rows(seq_swarm), atol=2e-3, rtol=1e-2)
+    torch.testing.assert_close(torch.tensor(bat_hist.batch_loss), torch.tensor(seq_hist.batch_loss),
+                               atol=2e-2, rtol=1e-2)
+
+
 def test_clipping_is_per_member():
     """grad_clip_norm between the members' gradient norms: the members above it are
     scaled to it, each by its own norm; the members below it step as unclipped (a
