@@ -248,8 +248,8 @@ def main():
         result = globals()[f"scenario_{name}"](out, args)
         torch.save(result, os.path.join(out, f"rank{rank}.pt"))
     except BaseException:
-        with open(os.path.join(out, f"rank{rank}.err"), "w") as f:
-            f.write(traceback.format_exc())
+        with open(os.path.join(out, f"rank{rank}.err"), "a") as f:  # one entry per torchrun attempt
+            f.write(f"[attempt {os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}]\n{traceback.format_exc()}")
         raise
     finally:
         import torch.distributed as dist

@@ -112,8 +112,8 @@ class ProcessGroupWorld(World):
         except RuntimeError as e:
             limit = f"{self.timeout:g} s" if self.timeout is not None else "the process group's timeout"
             raise DistributedError(
-                f"rank {self.rank}/{self.size}: the collective {what} did not complete within the timeout "
-                f"({limit}): a peer hung, died or left the group ({type(e).__name__}: {e})") from e
+                f"rank {self.rank}/{self.size}: the collective {what} failed: a peer did not answer within "
+                f"the timeout ({limit}), died or left the group ({type(e).__name__}: {e})") from e
 
     def all_gather(self, tensor: Tensor) -> list[Tensor]:
         self._count("all_gather", tensor.numel() * tensor.element_size())
@@ -171,10 +171,32 @@ def init_process_group(backend: str | None = None, *, timeout: float = DEFAULT_T
             local = int(os.environ.get("LOCAL_RANK", "0"))
             torch.cuda.set_device(local)
             kwargs["device_id"] = torch.device("cuda", local)
-        dist.init_process_group(backend, init_method="env://", timeout=datetime.timedelta(seconds=float(timeout)),
-                                **kwargs)
+        limit = datetime.timedelta(seconds=float(timeout))
+        store = _attempt_store(limit)
+        if store is None:
+            dist.init_process_group(backend, init_method="env://", timeout=limit, **kwargs)
+        else:
+            dist.init_process_group(backend, store=store, rank=int(os.environ["RANK"]),
+                                    world_size=int(os.environ["WORLD_SIZE"]), timeout=limit, **kwargs)
         _TIMEOUTS["default"] = float(timeout)
     return ProcessGroupWorld()
+
+
+def _attempt_store(limit: datetime.timedelta):
+    """Under torchrun (``TORCHELASTIC_RESTART_COUNT`` set): the rendezvous store with a
+    prefix of its own per restart attempt, else None (``env://`` as usual). torchrun
+    keeps one store across restarts; without the prefix, a restarted group can read the
+    dead attempt's keys (gloo's peer addresses) and wait on processes that are gone
+    until the connect timeout (seen here with torch 2.13's c10d rendezvous)."""
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if attempt is None:
+        return None
+    rank, size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
+    tcp = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), size,
+                        is_master=not agent_store and rank == 0, timeout=limit, wait_for_workers=False)
+    run = os.environ.get("TORCHELASTIC_RUN_ID", "")
+    return dist.PrefixStore(f"nytorch_ext/{run}/attempt_{attempt}", tcp)
 
 
 def current_world() -> World:
