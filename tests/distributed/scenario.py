@@ -27,7 +27,7 @@ if ROOT not in sys.path:
 from nytorch_ext import NytoModule, ParticleModule  # noqa: E402
 from nytorch_ext import distributed  # noqa: E402
 from nytorch_ext.swarm import Swarm  # noqa: E402
-from nytorch_ext.train import Callback, Checkpoint, SwarmTrainer, accuracy  # noqa: E402
+from nytorch_ext.train import Callback, Checkpoint, EarlyStopping, SwarmTrainer, accuracy  # noqa: E402
 
 K = 5  # uneven over 2 and 3 ranks
 EPOCHS = 4
@@ -113,10 +113,13 @@ def count_collectives() -> dict:
 
 
 def train(swarm_or_shard, epochs=EPOCHS, checkpoint=None, resume_from=None, callbacks=(), fit=None):
-    """The run: SGD with momentum, APSO with noise every 2 batches, validation."""
+    """The run: SGD with momentum, APSO with noise every 2 batches, validation, and
+    EarlyStopping(restore_best=True) (never stopping: the best epoch's weights at the end)."""
     loader, val = make_data()
     trainer = SwarmTrainer(swarm_or_shard, device="cpu", seed=7)
-    cbs = list(callbacks) + ([Checkpoint(checkpoint)] if checkpoint else [])
+    # restore_best: its saved best weights (a swarm state inside a callback state) are gathered / cut too
+    cbs = list(callbacks) + [EarlyStopping("val_loss", patience=10, restore_best=True)] \
+        + ([Checkpoint(checkpoint)] if checkpoint else [])
     trainer.fit(loader, val_data=val, epochs=epochs,
                 optimizer=lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
                 metrics={"accuracy": accuracy}, callbacks=cbs, progress=False, resume_from=resume_from,

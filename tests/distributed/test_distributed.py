@@ -98,6 +98,8 @@ def test_a_two_rank_checkpoint_holds_the_whole_swarm_and_resumes_in_one_process(
     state = torch.load(w2_dir / "ck2.pt", weights_only=False)
     assert state["size"] == scenario.K and len(state["swarm"]["members"]) == scenario.K
     assert len(state["optimizers"]) == scenario.K and state["epoch"] == 2
+    (stopper,) = [v for k, v in state["callbacks"].items() if k.endswith("EarlyStopping")]
+    assert len(stopper["best_state"]["members"]) == scenario.K  # the callback's swarm state, gathered
     assert not [p for p in os.listdir(w2_dir) if ".tmp" in p]  # written atomically, nothing left over
     trainer = scenario.train(scenario.make_swarm(), resume_from=str(w2_dir / "ck2.pt"))
     assert_same(scenario.summary(trainer), reference)
