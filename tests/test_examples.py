@@ -130,3 +130,30 @@ def test_particle_gc_quiet_and_gc_flags(capsys):
     result = load("particle_gc").main(["--quiet", "--iterations", "3", "--gc"])
     assert result["particle_module"]["peak_alive"] == 3 and result["particle_module"]["made"] == 7
     assert "init cnn" not in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ apso_digits_distributed
+
+
+def test_apso_digits_distributed_under_torchrun_matches_one_process():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    small = ["--epochs", "1", "--pool-size", "4", "--swarm-size", "3", "--swarm-interval", "4",
+             "--print-interval", "8", "--quiet", "--timeout", "60"]
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1",
+               CUDA_VISIBLE_DEVICES="")
+    script = os.path.join(EXAMPLES, "apso_digits_distributed.py")
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
+                          "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", script, *small],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = run_script("apso_digits_distributed", *small, timeout=240)
+    assert one.returncode == 0, one.stderr
+
+    def lines(out):  # rank 0's output only; the same numbers as one process (timings aside)
+        return [re.sub(r"\d+\.\d s, \d process\(es\)", "", line) for line in out.splitlines()
+                if line.startswith(("batch:", "Test accuracy", "best particle"))]
+    assert lines(two.stdout) == lines(one.stdout) and len(lines(one.stdout)) == 1 + 20 // 8 + 2
+    assert "2 process(es)" in two.stdout and two.stdout.count("End\n") == 1

@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 
 LAYERS = {"ops": 0, "particles": 1, "swarm": 2, "train": 3}
 TOP = max(LAYERS.values()) + 1
-TOP_LEVEL_MODULES = {PACKAGE, f"{PACKAGE}.module", f"{PACKAGE}.mtype", f"{PACKAGE}.particle_module"}
+TOP_LEVEL_MODULES = {PACKAGE, f"{PACKAGE}.module", f"{PACKAGE}.mtype", f"{PACKAGE}.particle_module",
+                     f"{PACKAGE}.distributed"}
 COMPILED = {f"{PACKAGE}._C"}  # the extension: a module without Python source
 
 

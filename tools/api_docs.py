@@ -20,7 +20,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUTPUT = os.path.join(ROOT, "docs", "api.md")
-MODULES = ["nytorch_ext.ops", "nytorch_ext", "nytorch_ext.swarm", "nytorch_ext.train"]
+MODULES = ["nytorch_ext.ops", "nytorch_ext", "nytorch_ext.swarm", "nytorch_ext.train", "nytorch_ext.distributed"]
 
 HEADER = """\
 # API reference

@@ -99,9 +99,11 @@ def save_atomic(state: dict, path) -> str:
 
 # ------------------------------------------------------------------ reading
 
-def read_checkpoint(path, swarm) -> CheckpointFile:
+def read_checkpoint(path, swarm, view=None) -> CheckpointFile:
     """The checkpoint at ``path``, read and checked against ``swarm`` (its size, keys
-    and shapes); errors name the file. Changes nothing."""
+    and shapes); errors name the file. Changes nothing. ``view(state, path)``: the
+    state as this process loads it (a distributed rank: cut to its block), applied once
+    the file is known to be a checkpoint."""
     try:
         path = os.fsdecode(os.fspath(path))
     except TypeError:
@@ -124,6 +126,8 @@ def read_checkpoint(path, swarm) -> CheckpointFile:
     missing = [k for k in CHECKPOINT_KEYS if k not in state]
     if missing:
         raise ValueError(f"resume_from: the checkpoint {path!r} is incomplete (missing {missing})")
+    if view is not None:
+        state = view(state, path)
     if state["size"] != len(swarm):
         raise ValueError(f"resume_from: the checkpoint {path!r} holds {state['size']} members, "
                          f"this swarm has {len(swarm)}")
@@ -225,7 +229,7 @@ def check_resume(checkpoint: CheckpointFile, trainer, optimizers: list, callback
     states), before any of it is applied. ``trainer`` is handed to the callbacks'
     ``check_state_dict``."""
     path, state = checkpoint.path, checkpoint.state
-    size = len(trainer.swarm)
+    size = len(trainer)  # the whole swarm's K (a distributed rank's trainer.swarm is its block)
 
     def refuse(message, cls=ValueError):
         raise cls(f"resume_from {path!r}: {message}")

@@ -45,19 +45,23 @@ from torch import Tensor
 
 from ..ops.validation import positive_int
 from ..swarm import Swarm
+from ..swarm.distributed import preferred_device
+from .batched_step import (BatchedRun, BatchedSteps, batched_checkpoint_entries, batched_checkpoint_view,
+                           check_batched, member_learning_rates, plan_run, plateau_values)
 from .batches import BatchFormat, check_batches, reiterable, sample_count, to_device
 from .callbacks import Callback
 from .checkpoints import (CHECKPOINT_FORMAT, CheckedResume, CheckpointFile, check_resume, checkpoint_state,
-                          read_checkpoint, save_atomic)
+                          read_checkpoint)
 from .device import resolve_device
 from .history import Evaluation, History, best_of
 from .inference import check_use, measure, predict_outputs
 from .metrics import accuracy, check_loss, check_metrics, loss_mass
-from .options import EvolveSettings, callback_list, make_optimizers
+from .options import EvolveSettings, callback_list
 from .precision import Precision
 from .rng import PERSISTENT_WORKERS_WARNING, persistent_workers, rng_state, set_rng_state
-from .schedulers import learning_rates, make_schedulers, param_group_settings, restore_settings, step_epoch
+from .schedulers import make_schedulers, param_group_settings, restore_settings, step_epoch
 from .step import GradientSteps, StepSettings
+from .world import run_world
 
 __all__ = ["SwarmTrainer", "accuracy", "rng_state", "set_rng_state", "CHECKPOINT_FORMAT"]
 
@@ -66,22 +70,37 @@ class SwarmTrainer:
     """Trains every member of a :class:`Swarm` by gradient descent and evolves the
     swarm by APSO.
 
-    ``swarm``: a Swarm or a sequence of particles of one species (made into a Swarm).
+    ``swarm``: a Swarm or a sequence of particles of one species (made into a Swarm),
+    or a :class:`~nytorch_ext.swarm.distributed.ShardedSwarm` (``nytorch_ext.distributed.shard``;
+    a plain Swarm is sharded too when torch.distributed is initialised with several
+    processes): each rank then trains its block (``swarm`` is that block, ``sharded``
+    the ShardedSwarm, ``len(trainer)`` the whole K) and the APSO step, the History,
+    evaluate, predict and checkpoints are the whole swarm's, as in one process (see
+    :mod:`~nytorch_ext.train.world`; docs/swarm-and-training.md, "Distributed swarms").
     ``device``: see :func:`nytorch_ext.train.device.resolve_device` (``"auto"``: the CUDA GPU
     with the most free memory, else the CPU); the swarm is moved there.
     ``seed``: seeds the trainer's APSO generator (drawn from torch's global RNG when
     None, so ``torch.manual_seed`` before building the trainer reproduces a run).
+    ``batched``: False (the default: each member takes its own gradient step), True
+    (all members in one vmapped forward, one backward and one optimizer step over the
+    swarm's buffers; a model or optimizer that cannot be batched raises before
+    training) or ``"auto"`` (batched when it can be and measured faster: at least 8
+    members, no convolutions; else one by one with a warning naming the cause); see
+    :mod:`~nytorch_ext.train.batched_step`.
 
     Attributes: ``swarm``, ``device``, ``generator`` (the APSO subset draws),
-    ``optimizers`` (one per member, after ``fit``), ``history`` (the latest run),
-    ``epoch`` (0-based current epoch), ``epochs`` (the run's total), ``stop_training``,
-    ``log_keys``, ``batches_per_epoch``."""
+    ``optimizers`` (one per member, after ``fit``; a batched run's one optimizer, in a
+    list), ``history`` (the latest run), ``epoch`` (0-based current epoch), ``epochs``
+    (the run's total), ``stop_training``, ``log_keys``, ``batches_per_epoch``."""
 
-    def __init__(self, swarm, device="auto", *, seed: int | None = None) -> None:
+    def __init__(self, swarm, device="auto", *, seed: int | None = None, batched=False) -> None:
+        self.batched = check_batched(batched)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
             raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
-        device = resolve_device(device)  # before the swarm is built or moved
-        self.swarm = swarm if isinstance(swarm, Swarm) else Swarm(swarm)
+        device = resolve_device(preferred_device(device))  # before the swarm is built or moved
+        self._world = run_world(swarm)  # one process, or this rank's block of a sharded swarm
+        self.sharded = self._world.sharded
+        self.swarm: Swarm = self.sharded.local
         self.device = device
         if any(p.device != self.device for m in self.swarm for p in m.parameters()):
             self.swarm.to(self.device)
@@ -95,7 +114,7 @@ class SwarmTrainer:
         self.step_settings = StepSettings(precision=Precision("32", self.device.type))
         self.batch_format = BatchFormat()
         self.loss_fn: Callable = F.cross_entropy
-        self.history = History(len(self.swarm))
+        self.history = History(len(self))
         self.epoch = 0
         self.epochs = 0
         self.stop_training = False
@@ -104,16 +123,17 @@ class SwarmTrainer:
         self._callbacks: list = []
         self._train_loader = None
         self._pending: CheckpointFile | None = None
+        self._batched_run: BatchedRun | None = None  # the batched model of the current (last) run
 
     def __len__(self) -> int:
-        return len(self.swarm)
+        return self._world.size  # the whole swarm's K (self.swarm is this rank's block)
 
     # ---------------------------------------------------------- callbacks
 
     def _dispatch(self, hook: str, *args) -> None:
         for cb in self._callbacks:
             fn = getattr(cb, hook, None)
-            if fn is not None:
+            if fn is not None and self._world.runs(cb):
                 fn(self, *args)
 
     # ---------------------------------------------------------- fit
@@ -133,8 +153,8 @@ class SwarmTrainer:
         mean ``sum(w * l) / sum(w)`` (metrics are unweighted).
         ``val_data``: None, a loader, or one ``(x, y)`` pair of tensors; evaluated after
         every epoch (``val_loss``, ``val_<metric>`` per particle), under ``precision``.
-        ``optimizer``: a factory ``params -> Optimizer`` called once per member, a list of
-        one optimizer per member, or None (keep the trainer's optimizers from the previous
+        ``optimizer``: a factory ``params -> Optimizer`` called once per member (a batched
+        trainer calls it once, on the swarm's buffers), a list of one optimizer per member, or None (keep the trainer's optimizers from the previous
         run; the seed's ``SGD(lr=0.01)`` if there are none).
         ``loss``: ``loss(output, target)`` -> a scalar tensor averaged over the batch
         (default ``F.cross_entropy``, which also fits models ending in ``log_softmax``).
@@ -162,8 +182,10 @@ class SwarmTrainer:
         :meth:`save_checkpoint`; the run continues from the epoch after it up to
         ``epochs`` in total (so the same call restarts an interrupted job), with the same
         arguments as the run that wrote it. Without it, each ``fit`` starts a new run
-        (epoch 0, a new History). A loader with ``persistent_workers=True`` (and
-        workers) resumes, with a warning, but not bit for bit.
+        (epoch 0, a new History). ``resume_from="auto"``: the latest file the run's
+        :class:`Checkpoint` callback wrote, when there is one, else a new run (what a job
+        restarted by ``torchrun --max-restarts`` wants). A loader with
+        ``persistent_workers=True`` (and workers) resumes, with a warning, but not bit for bit.
 
         Every argument is checked (``ValueError`` / ``TypeError`` naming it) before any
         training or any change to the swarm or the trainer: loaders known to be empty,
@@ -181,16 +203,22 @@ class SwarmTrainer:
         batches_per_epoch = check_batches(train, "train_loader", batch_format=batch_format)
         check_batches(val, "val_data", batch_format=batch_format)
         epochs = positive_int(epochs, "epochs", type_error=ValueError)
-        evolve = EvolveSettings.checked(evolve_every, alpha, subset_size, noise, replace, len(self.swarm))
+        evolve = EvolveSettings.checked(evolve_every, alpha, subset_size, noise, replace, len(self))
         settings = StepSettings.checked(grad_clip_norm, grad_clip_value, accumulate_grad_batches, precision,
                                         self.device)
         metrics = check_metrics(metrics)
         loss_fn = check_loss(loss, F.cross_entropy)
         checkpoint = self._pending
+        resume_from = self._world.resume_path(resume_from, callbacks, epochs)
         if resume_from is not None:
-            checkpoint = read_checkpoint(resume_from, self.swarm)
+            checkpoint = read_checkpoint(resume_from, self.swarm, view=self._world.local_view)
+        # every rank runs the same fit (one collective when distributed; nothing with one process)
+        self._world.check_fit(epochs=epochs, evolve=evolve, batches_per_epoch=batches_per_epoch,
+                              metrics=sorted(metrics), validation=val is not None, generator=self.generator,
+                              resume_from=None if checkpoint is None else checkpoint.path)
         callbacks = callback_list(callbacks, progress)
-        optimizers = make_optimizers(self.swarm, optimizer, self.optimizers)
+        batched_run, optimizers = plan_run(self.batched, self.swarm, self._batched_run, optimizer,
+                                           self.optimizers, train, batch_format, loss_fn, settings, self.device)
         log_keys = ["train_loss"] + [f"train_{m}" for m in metrics]
         if val is not None:
             log_keys += ["val_loss"] + [f"val_{m}" for m in metrics]
@@ -204,6 +232,8 @@ class SwarmTrainer:
         try:  # a scheduler sets its optimizer's learning rate: undone if the run is refused
             schedulers = make_schedulers(scheduler, optimizers, scheduler_interval)
             resumed = None
+            if checkpoint is not None and batched_run is not None:
+                checkpoint = batched_checkpoint_view(checkpoint, batched_run, optimizers[0])
             if checkpoint is not None:
                 resumed = check_resume(checkpoint, self, optimizers, callbacks, train_loader,
                                        schedulers=schedulers, precision=settings.precision.name)
@@ -215,6 +245,7 @@ class SwarmTrainer:
 
         # ---- everything is checked: from here on the run is applied
         self._pending = None
+        self._batched_run = batched_run
         self.optimizers = optimizers
         self.schedulers = schedulers
         self.scheduler_interval = scheduler_interval
@@ -226,7 +257,7 @@ class SwarmTrainer:
         self._train_loader = train_loader
         self.epochs = epochs
         self.stop_training = False
-        self.history = History(len(self.swarm))
+        self.history = History(len(self))
         self.log_keys = log_keys
         self.batches_per_epoch = batches_per_epoch
         start = 0
@@ -261,6 +292,9 @@ class SwarmTrainer:
                     is not Callback.on_before_optimizer_step:
                 hooks.append(lambda i, opt, fn=fn: fn(self, i, opt))
         per_batch = self.schedulers if self.scheduler_interval == "batch" else None
+        if self._batched_run is not None:
+            return BatchedSteps(self._batched_run, self.optimizers[0], self.loss_fn, self.step_settings,
+                                scheduler=per_batch[0] if per_batch else None, before_step=hooks)
         return GradientSteps(members, self.optimizers, self.loss_fn, self.step_settings, scalers=self.scalers,
                              schedulers=per_batch, before_step=hooks)
 
@@ -293,10 +327,11 @@ class SwarmTrainer:
             mass += weight
             samples += n
             batches += 1
-            history.add_batch(losses)
-            if evolve.due(len(history.batch_loss)):
-                result = evolve.step(self.swarm, losses, self.generator)
-                history.add_evolution(len(history.batch_loss), result.indices, result.best)
+            self._world.record_batch(history, losses)
+            done = self._world.batches_done(history)
+            if evolve.due(done):  # distributed: the run's one synchronisation (sharded_apso_step)
+                result = evolve.step(self.sharded, losses, self.generator)
+                history.add_evolution(done, result.indices, result.best)
                 self._dispatch("on_evolve", result)
             self._dispatch("on_batch_end", batch_index, losses)
             if self.stop_training:
@@ -310,14 +345,17 @@ class SwarmTrainer:
             record[f"train_{name}"] = [s / samples for s in sums]
         if val is not None:
             ev = measure(members, val, metrics, self.loss_fn, False, device, name="val_data",
-                         autocast=self.step_settings.precision.autocast, batch_format=fmt)
+                         autocast=self.step_settings.precision.autocast, batch_format=fmt,
+                         forward=self._batched_forward())
             record["val_loss"] = ev.loss
             for name, values in ev.metrics.items():
                 record[f"val_{name}"] = values
         if self.schedulers is not None:
-            record["lr"] = learning_rates(self.optimizers)
+            record["lr"] = member_learning_rates(self.optimizers, k)
             if self.scheduler_interval == "epoch":
-                step_epoch(self.schedulers, record["val_loss" if val is not None else "train_loss"])
+                step_epoch(self.schedulers,
+                           plateau_values(self.schedulers, record["val_loss" if val is not None else "train_loss"]))
+        record = self._world.finish_epoch(record, history)  # the whole swarm's values
         record["best"] = best_of(record["val_loss" if val is not None else "train_loss"])
         record["seconds"] = time.perf_counter() - started
         history.add_epoch(record)
@@ -340,8 +378,10 @@ class SwarmTrainer:
         check_batches(data, "loader", batch_format=self.batch_format)
         metrics = check_metrics(metrics)
         loss_fn = check_loss(loss, self.loss_fn)
-        return measure(list(self.swarm), data, metrics, loss_fn, bool(ensemble), self.device,
-                       batch_format=self.batch_format)
+        whole = bool(ensemble) and self._world.distributed  # the ensemble needs every member
+        ev = measure(self._world.members(whole), data, metrics, loss_fn, bool(ensemble), self.device,
+                     batch_format=self.batch_format, forward=None if whole else self._batched_forward())
+        return ev if whole else self._world.evaluation(ev)
 
     @property
     def best_index(self) -> int:
@@ -363,17 +403,26 @@ class SwarmTrainer:
         (that member's outputs), ``"all"`` (every member's, stacked: ``[K, N, ...]``), or
         ``"ensemble"``: the mean over members of ``softmax(output, dim=1)`` — class
         probabilities ``[N, C]`` whose rows sum to 1, not logits."""
-        use = check_use(use, len(self.swarm))
+        use = check_use(use, len(self))
         if isinstance(loader, Tensor):
             loader = [loader]
         data = reiterable(loader, "loader")
         if data is None:
             raise ValueError("loader must be given")
         check_batches(data, "loader", pairs=False)
-        members = list(self.swarm)
+        whole = self._world.distributed  # the whole swarm, gathered on demand
+        members = self._world.members(whole)
         chosen = members if use in ("ensemble", "all") else \
             [members[self.best_index if use == "best" else int(use)]]
-        return predict_outputs(chosen, data, use, self.device, self.batch_format)
+        return predict_outputs(chosen, data, use, self.device, self.batch_format,
+                               forward=self._batched_forward() if len(chosen) > 1 and not whole else None)
+
+    def _batched_forward(self):
+        """All members' forward at once when the trainer trains batched (None: one by one)."""
+        run = self._batched_run
+        if run is None or not run.model.current():
+            return None
+        return run.model.forward
 
     # ---------------------------------------------------------- checkpoints
 
@@ -381,23 +430,27 @@ class SwarmTrainer:
         """What :meth:`save_checkpoint` writes (see :class:`Checkpoint`)."""
         if self.optimizers is None:
             raise ValueError("nothing to checkpoint: the trainer has no optimizers yet (call fit)")
-        return checkpoint_state(swarm=self.swarm, optimizers=self.optimizers, callbacks=self._callbacks,
-                                epoch=len(self.history.records), stopped=self.stop_training,
-                                generator=self.generator, loader=self._train_loader, history=self.history,
-                                schedulers=self.schedulers, scalers=self.scalers,
-                                precision=self.step_settings.precision.name)
+        state = checkpoint_state(swarm=self.swarm, optimizers=self.optimizers, callbacks=self._callbacks,
+                                 epoch=len(self.history.records), stopped=self.stop_training,
+                                 generator=self.generator, loader=self._train_loader, history=self.history,
+                                 schedulers=self.schedulers, scalers=self.scalers,
+                                 precision=self.step_settings.precision.name)
+        if self._batched_run is not None:  # per-member states, as a sequential run saves them
+            state.update(batched_checkpoint_entries(self._batched_run, self.optimizers[0],
+                                                    self.schedulers[0] if self.schedulers else None))
+        return self._world.global_checkpoint(state)  # distributed: the whole swarm's (a collective)
 
     def save_checkpoint(self, path) -> str:
         """Write :meth:`checkpoint_state` with ``torch.save`` (to a temporary file, then
         renamed over ``path``, so an interrupted save leaves the last checkpoint
         intact). Returns the path."""
-        return save_atomic(self.checkpoint_state(), path)
+        return self._world.save(self.checkpoint_state(), path)  # distributed: rank 0 writes
 
     def resume(self, path) -> "SwarmTrainer":
         """Stage the checkpoint at ``path``: the next :meth:`fit` continues its run (as
         ``fit(..., resume_from=path)``). The swarm's parameters are loaded now (after
         checking that all of them fit; the rest is checked by that ``fit``)."""
-        checkpoint = read_checkpoint(path, self.swarm)
+        checkpoint = read_checkpoint(path, self.swarm, view=self._world.local_view)
         self.swarm.load_state_dict(checkpoint.state["swarm"])
         self._pending = checkpoint
         return self
