@@ -184,6 +184,15 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+
+def fit_swarm(trainer, args, train_loader, val_loader, monitor, lr, momentum, epochs, subset):
+    """The seed's hybrid run: SGD on every member, APSO every ``--swarm-interval`` batches."""
+    return trainer.fit(train_loader, val_data=val_loader, epochs=epochs,
+                       optimizer=lambda params: torch.optim.SGD(params, lr=lr, momentum=momentum),
+                       loss=F.nll_loss, evolve_every=args.swarm_interval, alpha=args.alpha,
+                       subset_size=subset, metrics={"accuracy": accuracy},
+                       callbacks=[monitor], progress=False if args.quiet else None)
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.threads:
@@ -215,11 +224,7 @@ def main(argv=None) -> dict:
     trainer = SwarmTrainer(swarm, device=args.device, seed=args.seed)
     started = time.perf_counter()
     monitor = PrintAccuracy(val_loader, args.print_interval)
-    history = trainer.fit(train_loader, val_data=val_loader, epochs=epochs,
-                          optimizer=lambda params: torch.optim.SGD(params, lr=lr, momentum=momentum),
-                          loss=F.nll_loss, evolve_every=args.swarm_interval, alpha=args.alpha,
-                          subset_size=subset, metrics={"accuracy": accuracy},
-                          callbacks=[monitor], progress=False if args.quiet else None)
+    history = fit_swarm(trainer, args, train_loader, val_loader, monitor, lr, momentum, epochs, subset)
     seconds = time.perf_counter() - started
 
     best = trainer.best_index  # lowest validation loss of the last epoch: chosen without the test set

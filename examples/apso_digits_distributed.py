@@ -23,7 +23,6 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -66,11 +65,8 @@ def main(argv=None) -> dict:
     trainer = SwarmTrainer(swarm, device=args.device, seed=args.seed)
     monitor = apso_digits.PrintAccuracy(val_loader, args.print_interval, quiet=not world.is_writer)
     started = time.perf_counter()
-    history = trainer.fit(train_loader, val_data=val_loader, epochs=epochs,
-                          optimizer=lambda params: torch.optim.SGD(params, lr=lr, momentum=momentum),
-                          loss=F.nll_loss, evolve_every=args.swarm_interval, alpha=args.alpha,
-                          subset_size=subset, metrics={"accuracy": accuracy},
-                          callbacks=[monitor], progress=False if args.quiet else None)
+    history = apso_digits.fit_swarm(trainer, args, train_loader, val_loader, monitor, lr, momentum, epochs,
+                                    subset)
     seconds = time.perf_counter() - started
 
     best = trainer.best_index
