@@ -2,14 +2,18 @@
 
 :class:`BatchedSwarm` gives a :class:`~nytorch_ext.swarm.Swarm`:
 
-- ``leaves``: one tensor per (dtype, device) group that shares the group's [K, N]
-  buffer's memory and requires grad. An optimizer built on them steps every member at
-  once, and its writes are writes into the members' rows: each member's Parameter
-  objects are views of the same memory, and the APSO and momentum steps blend the same
-  rows. Nothing is copied between the gradient and the APSO phases.
-- ``params``: every parameter's [K, *shape] view of its leaf (built once, cached).
-- :meth:`BatchedSwarm.forward`: ``torch.func.vmap`` over member 0's module called with
-  those views in place of its parameters (``torch.func.functional_call``'s swap), the parameters batched on dim 0 and the input shared
+- ``leaves``: one tensor per parameter (``member.parameters()`` order), its [K, *shape]
+  view of the swarm's [K, N] buffer that requires grad: row i is member i's parameter.
+  An optimizer built on them steps every member at once, and its writes are writes
+  into the members' rows: each member's Parameter objects are views of the same
+  memory, and the APSO and momentum steps blend the same rows. Nothing is copied
+  between the gradient and the APSO phases. (Leaves of their own, rather than views
+  autograd makes of one [K, N] leaf per group: the forward needs no split and the
+  backward no concatenation of the gradients.)
+- ``params``: parameter name -> its leaf.
+- :meth:`BatchedSwarm.forward`: ``torch.func.vmap`` (:func:`~.member_vmap.member_vmap`) over member 0's module called with
+  the leaves in place of its parameters (``torch.func.functional_call``'s swap),
+  the parameters batched on dim 0 and the input shared
   (``randomness="different"``: each member draws its own dropout masks).
 
 :func:`unsupported_model` says why a swarm's members cannot be run this way (checked
@@ -22,7 +26,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.func import vmap
+
+from .member_vmap import member_vmap
 
 __all__ = ["BatchedSwarm", "unsupported_model", "member_optimizer_states", "batched_optimizer_state",
            "load_member_optimizer_states"]
@@ -65,19 +70,23 @@ class BatchedSwarm:
         self.size = len(swarm)
         self.module = swarm[0]
         self.bases = swarm.buffers()
-        self.leaves = [b.detach().requires_grad_() for b in self.bases]
         storage = swarm.storages([0])[0]
-        names = {id(p): n for n, p in self.module.named_parameters()}
-        self.names = [names[id(p)] for p in storage.params]    # slot order
+        slot_of = {id(p): s for p, s in zip(storage.params, swarm.layout.slots)}
+        named = list(self.module.named_parameters())
+        self._param_names = [n for n, _ in named]
         # each member parameter's slot, in member.parameters() order (a member optimizer's ids)
-        slot_of = {id(p): j for j, p in enumerate(storage.params)}
-        self.member_order = [slot_of[id(p)] for p in self.module.parameters()]
-        self.slots = list(swarm.layout.slots)
-        self._plan = self._split_plan()
-        self._param_names = [owner[0] for _, owners in self._plan for owner in owners if owner is not None]
+        self.slots = [slot_of[id(p)] for _, p in named]
+        self.leaves = [self._leaf_of(s) for s in self.slots]
         self._buffer_names = [n for n, _ in self.module.named_buffers()]
         self._places = self._swap_places()
         self._mapped: dict = {}
+
+    def _leaf_of(self, slot):
+        """A parameter's [K, *shape] view of its group's buffer, as a leaf that requires
+        grad: its own tensor (not a view made by autograd from one [K, N] leaf), so the
+        forward needs no split and the backward no concatenation."""
+        base = self.bases[slot.group]
+        return base.detach()[:, slot.offset:slot.offset + slot.numel].view(self.size, *slot.shape).requires_grad_()
 
     def _swap_places(self) -> tuple[list, list]:
         """Where the batched forward puts each parameter and buffer: ``(table, key,
@@ -88,7 +97,8 @@ class BatchedSwarm:
         buffers = dict(self.module.named_buffers())
         p_index = {id(params[n]): j for j, n in enumerate(self._param_names)}
         b_index = {id(buffers[n]): j for j, n in enumerate(self._buffer_names)}
-        p_places, b_places = [], []
+        p_places: list = []
+        b_places: list = []
         for sub in self.module.modules():
             for table, index, places in ((sub._parameters, p_index, p_places), (sub._buffers, b_index, b_places)):
                 for key, t in table.items():
@@ -96,44 +106,11 @@ class BatchedSwarm:
                         places.append((table, key, index[id(t)]))
         return p_places, b_places
 
-    def _split_plan(self) -> list:
-        """Per group: the split sizes covering its leaf's row (alignment padding
-        included) and, per piece, the parameter's name and shape (None: padding)."""
-        k = self.size
-        name_of = dict(zip(self.slots, self.names))
-        plan = []
-        for g, leaf in enumerate(self.leaves):
-            slots = sorted((s for s in self.slots if s.group == g), key=lambda s: s.offset)
-            sizes, owners, at = [], [], 0
-            for s in slots:
-                if s.offset > at:  # alignment padding
-                    sizes.append(s.offset - at)
-                    owners.append(None)
-                sizes.append(s.numel)
-                owners.append((name_of[s], (k, *s.shape)))
-                at = s.offset + s.numel
-            if leaf.shape[1] > at:
-                sizes.append(leaf.shape[1] - at)
-                owners.append(None)
-            plan.append((sizes, owners))
-        return plan
-
-    def _param_tuple(self) -> tuple:
-        """The [K, *shape] views (see :attr:`params`) in ``_param_names`` order."""
-        views = []
-        for leaf, (sizes, owners) in zip(self.leaves, self._plan):
-            for owner, chunk in zip(owners, leaf.split(sizes, dim=1)):
-                if owner is not None:
-                    views.append(chunk.view(owner[1]))
-        return tuple(views)
-
     @property
     def params(self) -> dict:
-        """Parameter name -> its [K, *shape] view of its leaf: one split per group (its
-        backward is one concatenation), then a view per parameter. Made afresh on each
-        call (from a plan made once): an optimizer writes into the leaves in place,
-        which the views of an earlier split do not allow."""
-        return dict(zip(self._param_names, self._param_tuple()))
+        """Parameter name -> its leaf, the [K, *shape] view of the swarm's buffer that
+        holds row i as member i's parameter (``member.parameters()`` order)."""
+        return dict(zip(self._param_names, self.leaves))
 
     def current(self) -> bool:
         """Whether the swarm still keeps its members in the buffers these leaves share
@@ -184,31 +161,34 @@ class BatchedSwarm:
         run (``.item()``, data-dependent control flow, in-place writes into batched
         tensors)."""
         others, other_dim = self._others() if others is None else others
-        key = (head, other_dim, len(extra))
+        inputs = tuple(x) if isinstance(x, (list, tuple)) else (x,)
+        key = (head, other_dim, len(inputs), len(extra))
         fn = self._mapped.get(key)
         if fn is None:
             module = self.module
             p_places, b_places = self._places
             places = p_places + b_places
+            n_params, n_buffers, n_inputs = len(self.leaves), len(others), len(inputs)
 
-            def member(params, buffers, inputs, *rest):
+            def member(*flat):
                 # functional_call's swap, with the places found once (see _swap_places)
+                params, buffers = flat[:n_params], flat[n_params:n_params + n_buffers]
+                rest = flat[n_params + n_buffers:]
                 saved = [table[key] for table, key, _ in places]
                 try:
                     for table, key, j in p_places:
                         table[key] = params[j]
                     for table, key, j in b_places:
                         table[key] = buffers[j]
-                    out = module(*inputs)
+                    out = module(*rest[:n_inputs])
                 finally:
                     for (table, key, _), old in zip(places, saved):
                         table[key] = old
-                return out if head is None else (out, head(out, *rest))
+                return out if head is None else (out, head(out, *rest[n_inputs:]))
 
-            fn = vmap(member, in_dims=(0, other_dim, None) + (None,) * len(extra), randomness="different")
+            fn = member_vmap(member, (0,) * n_params + (other_dim,) * n_buffers + (None,) * (n_inputs + len(extra)))
             self._mapped[key] = fn
-        inputs = tuple(x) if isinstance(x, (list, tuple)) else (x,)
-        return fn(self._param_tuple(), others, inputs, *extra)
+        return fn(*self.leaves, *others, *inputs, *extra)
 
 
 # ------------------------------------------------------------------ optimizer state
@@ -221,31 +201,38 @@ def _single_group(optimizer, what: str) -> dict:
     return groups[0]
 
 
+def _leaf_positions(group: dict, model: BatchedSwarm, what: str) -> list[int]:
+    """For each of the optimizer group's tensors, which of ``model.leaves`` it is."""
+    index = {id(leaf): j for j, leaf in enumerate(model.leaves)}
+    positions = [index.get(id(p), -1) for p in group["params"]]
+    if sorted(positions) != list(range(len(model.leaves))):
+        raise ValueError(f"{what}: the batched optimizer must hold exactly the batched swarm's leaves "
+                         f"(the factory gets them all: params -> Optimizer(params))")
+    return positions
+
+
 def member_optimizer_states(optimizer, model: BatchedSwarm) -> list[dict]:
     """``optimizer`` (built on ``model.leaves``, one parameter group) as K per-member
     ``state_dict``\\ s, each the form an optimizer of the same class and settings built on
     that member's ``parameters()`` would produce: per parameter (numbered in
-    ``member.parameters()`` order), every state tensor of the leaf's [K, N] shape cut to
-    the member's slice of that parameter (a copy), and every other entry (a scalar such
-    as Adam's ``step``) as it is (tensors copied). The settings are the group's."""
+    ``member.parameters()`` order, the leaves' order), every state tensor of its
+    leaf's [K, *shape] shape cut to the member's row (a copy), and every other entry
+    (a scalar such as Adam's ``step``) as it is (tensors copied). The settings are the
+    group's."""
     group = _single_group(optimizer, "member_optimizer_states")
-    state = optimizer.state
+    positions = _leaf_positions(group, model, "member_optimizer_states")
     settings = {k: v for k, v in group.items() if k != "params"}
-    leaf_index = {id(leaf): g for g, leaf in enumerate(model.leaves)}
-    held = [state.get(p, {}) for p in group["params"]]
-    by_group = {leaf_index[id(p)]: s for p, s in zip(group["params"], held)}
+    held = {j: optimizer.state.get(p, {}) for j, p in zip(positions, group["params"])}
     out = []
     for i in range(model.size):
         member_state = {}
-        for j, slot_index in enumerate(model.member_order):
-            s = model.slots[slot_index]
-            leaf_state = by_group.get(s.group, {})
-            if not leaf_state:
+        for j, leaf in enumerate(model.leaves):
+            if not held[j]:
                 continue
             entry = {}
-            for name, value in leaf_state.items():
-                if isinstance(value, Tensor) and value.shape == model.leaves[s.group].shape:
-                    entry[name] = value[i, s.offset:s.offset + s.numel].reshape(s.shape).clone()
+            for name, value in held[j].items():
+                if isinstance(value, Tensor) and value.shape == leaf.shape:
+                    entry[name] = value[i].clone()
                 elif isinstance(value, Tensor):
                     if value.dim() != 0:
                         raise ValueError(f"member_optimizer_states: the state {name!r} has shape "
@@ -255,7 +242,7 @@ def member_optimizer_states(optimizer, model: BatchedSwarm) -> list[dict]:
                     entry[name] = value
             member_state[j] = entry
         out.append({"state": member_state,
-                    "param_groups": [{**settings, "params": list(range(len(model.member_order)))}]})
+                    "param_groups": [{**settings, "params": list(range(len(model.leaves)))}]})
     return out
 
 
@@ -275,7 +262,8 @@ def batched_optimizer_state(optimizer, model: BatchedSwarm, states) -> dict:
     its parameter's shape, and every scalar entry (Adam's ``step``) equal across
     members and parameters. Changes nothing."""
     group = _single_group(optimizer, "optimizer state")
-    k, count = model.size, len(model.member_order)
+    positions = _leaf_positions(group, model, "optimizer state")
+    k, count = model.size, len(model.leaves)
     if not isinstance(states, (list, tuple)) or len(states) != k:
         raise ValueError(f"the optimizer states must be one per member ({k}), got "
                          f"{len(states) if isinstance(states, (list, tuple)) else type(states).__name__}")
@@ -301,38 +289,32 @@ def batched_optimizer_state(optimizer, model: BatchedSwarm, states) -> dict:
     if any(bool(s["state"]) != bool(states[0]["state"]) for s in states):
         raise ValueError("the members' optimizers have state for some members and not others")
     merged_groups = [{**settings, **(first_settings or {}), "params": list(range(len(group["params"])))}]
-    leaf_index = {id(leaf): g for g, leaf in enumerate(model.leaves)}
     merged: dict = {}
     if states[0]["state"]:
-        for pos, p in enumerate(group["params"]):
-            g = leaf_index[id(p)]
+        for pos, j in enumerate(positions):
+            leaf, shape = model.leaves[j], model.slots[j].shape
             entry: dict = {}
             for i, s in enumerate(states):
-                pids = list(s["param_groups"][0]["params"])
-                for j, slot_index in enumerate(model.member_order):
-                    slot = model.slots[slot_index]
-                    if slot.group != g:
-                        continue
-                    saved = s["state"].get(pids[j])
-                    if not isinstance(saved, dict):
-                        raise ValueError(f"optimizer[{i}]: no saved state for parameter {pids[j]!r}")
-                    for name, value in saved.items():
-                        where = f"optimizer[{i}]: the state {name!r} of parameter {pids[j]!r}"
-                        if isinstance(value, Tensor) and value.dim() > 0:
-                            if tuple(value.shape) != slot.shape:
-                                raise ValueError(f"{where} has shape {tuple(value.shape)}, the parameter "
-                                                 f"{slot.shape}")
-                            if name not in entry:
-                                entry[name] = torch.zeros_like(p)
-                            elif not (isinstance(entry[name], Tensor) and entry[name].shape == p.shape):
-                                raise ValueError(f"{where} is a tensor in one member and a scalar in another")
-                            entry[name][i, slot.offset:slot.offset + slot.numel] = value.reshape(-1).to(p)
-                        elif name not in entry:
-                            entry[name] = value.clone() if isinstance(value, Tensor) else value
-                        elif not _same_value(entry[name], value):
-                            raise ValueError(f"{where} is {value!r}, member 0's first parameter's "
-                                             f"{entry[name]!r}: scalar state (such as Adam's step) must agree "
-                                             f"across members and parameters in a batched run")
+                pid = list(s["param_groups"][0]["params"])[j]
+                saved = s["state"].get(pid)
+                if not isinstance(saved, dict):
+                    raise ValueError(f"optimizer[{i}]: no saved state for parameter {pid!r}")
+                for name, value in saved.items():
+                    where = f"optimizer[{i}]: the state {name!r} of parameter {pid!r}"
+                    if isinstance(value, Tensor) and value.dim() > 0:
+                        if tuple(value.shape) != shape:
+                            raise ValueError(f"{where} has shape {tuple(value.shape)}, the parameter {shape}")
+                        if name not in entry:
+                            entry[name] = torch.zeros(leaf.shape, dtype=leaf.dtype, device=leaf.device)
+                        elif not (isinstance(entry[name], Tensor) and entry[name].shape == leaf.shape):
+                            raise ValueError(f"{where} is a tensor in one member and a scalar in another")
+                        entry[name][i] = value.to(leaf)
+                    elif name not in entry:
+                        entry[name] = value.clone() if isinstance(value, Tensor) else value
+                    elif not _same_value(entry[name], value):
+                        raise ValueError(f"{where} is {value!r}, member 0's first parameter's "
+                                         f"{entry[name]!r}: scalar state (such as Adam's step) must agree "
+                                         f"across members and parameters in a batched run")
             merged[pos] = entry
     return {"state": merged, "param_groups": merged_groups}
 

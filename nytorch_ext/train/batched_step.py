@@ -4,7 +4,8 @@
 (:class:`~nytorch_ext.swarm.batched.BatchedSwarm`): the forward is one ``torch.func.vmap``
 over the members with the batch shared, each member's loss is the sequential step's
 loss (sample weights and the accumulation window's scaling included), their sum has one
-backward, and one optimizer steps the leaves that share the swarm's [K, N] buffers. The
+backward, and one optimizer steps the leaves, the parameters' [K, *shape] views of the
+swarm's [K, N] buffers. The
 members' Parameter objects stay views of those buffers, so the APSO steps between the
 gradient steps work on the same memory, and a member can be used as an ordinary module
 at any time.
@@ -20,7 +21,7 @@ What differs from the sequential step (:mod:`~nytorch_ext.train.step`):
 - ``scheduler`` is called once, on that optimizer; a ``ReduceLROnPlateau`` steps on the
   best member's monitored value.
 - Clipping is per member: ``grad_clip_norm`` scales member i's gradients by its own
-  total norm over its rows of every buffer (as ``clip_grad_norm_`` over its own
+  total norm over its rows of every leaf (as ``clip_grad_norm_`` over its own
   parameters would), ``grad_clip_value`` clamps elementwise.
 - ``on_before_optimizer_step(trainer, None, optimizer)`` runs once per step, with
   ``member_index=None`` and the batched optimizer (member i's gradients are row i of
@@ -305,10 +306,10 @@ class BatchedSteps(GradientSteps):
         grads = [leaf.grad for leaf in self.model.leaves if leaf.grad is not None]
         with torch.no_grad():
             if settings.clip_norm is not None and grads:
-                norms = torch.stack([g.float().norm(dim=1) for g in grads]).norm(dim=0)
-                coef = (settings.clip_norm / (norms + 1e-6)).clamp(max=1.0).unsqueeze(1)
+                norms = torch.stack([g.float().reshape(len(g), -1).norm(dim=1) for g in grads]).norm(dim=0)
+                coef = (settings.clip_norm / (norms + 1e-6)).clamp(max=1.0)
                 for g in grads:
-                    g.mul_(coef.to(g.dtype))
+                    g.mul_(coef.to(g.dtype).view(-1, *(1,) * (g.dim() - 1)))
             if settings.clip_value is not None:
                 for g in grads:
                     g.clamp_(-settings.clip_value, settings.clip_value)

@@ -64,7 +64,13 @@ def test_leaves_share_the_buffers_and_optimizer_writes_reach_the_members():
     swarm = swarm_of(MLP)
     storages = swarm.storages()
     model = BatchedSwarm(swarm)
-    assert [leaf.data_ptr() for leaf in model.leaves] == [b.data_ptr() for b in swarm.buffers()]
+    (buffer,) = swarm.buffers()
+    # one leaf per parameter, member.parameters() order: its [K, *shape] view of the buffer
+    params = list(swarm[0].parameters())
+    assert [tuple(leaf.shape) for leaf in model.leaves] == [(len(swarm), *p.shape) for p in params]
+    for leaf, slot in zip(model.leaves, model.slots):
+        assert leaf.data_ptr() == buffer.data_ptr() + slot.offset * buffer.element_size()
+        assert leaf.stride(0) == buffer.stride(0)
     assert all(leaf.is_leaf and leaf.requires_grad for leaf in model.leaves)
     before = [[p.detach().clone() for p in m.parameters()] for m in swarm]
     x = torch.randn(8, 6)
@@ -80,7 +86,7 @@ def test_leaves_share_the_buffers_and_optimizer_writes_reach_the_members():
         got_step = want - row
         assert got_step.abs().max() > 0
         # the step each member saw is its own gradient row
-        lr_grad = 0.1 * grads[0][i][[s.offset + j for s in model.slots for j in range(s.numel)]]
+        lr_grad = 0.1 * torch.cat([g[i].flatten() for g in grads])
         torch.testing.assert_close(got_step, lr_grad, rtol=1e-5, atol=1e-7)
     # the members are where the swarm keeps them: same storages, nothing re-adopted
     assert all(swarm.storages()[i] is st for i, st in storages.items())

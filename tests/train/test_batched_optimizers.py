@@ -60,6 +60,38 @@ def test_one_optimizer_on_rows_equals_k_optimizers(cls, kwargs):
     assert torch.all(leaf.detach()[:, sum(sizes):] == 0), "padding must stay zero"
 
 
+@pytest.mark.parametrize("cls,kwargs", CASES, ids=[f"{c.__name__}-{i}" for i, (c, _) in enumerate(CASES)])
+def test_one_optimizer_on_strided_parameter_views_equals_k_optimizers(cls, kwargs):
+    """The leaves a batched swarm gives its optimizer: each parameter's [K, *shape] view of
+    one [K, N] buffer (row stride N, not contiguous); the updates land in the buffer."""
+    torch.manual_seed(1)
+    sizes = [int(torch.Size(s).numel()) for s in SHAPES]
+    offsets = [sum(sizes[:j]) for j in range(len(sizes))]
+    buffer = torch.randn(K, sum(sizes) + 3)
+    buffer[:, sum(sizes):] = 0
+    start = buffer.clone()
+    leaves = [buffer[:, o:o + n].view(K, *s).requires_grad_() for o, n, s in zip(offsets, sizes, SHAPES)]
+    assert not leaves[1].is_contiguous() and leaves[0].data_ptr() == buffer.data_ptr()
+    batched = cls(leaves, **kwargs)
+    members = []
+    for i in range(K):
+        params = [p.reshape(s).clone().requires_grad_() for p, s in zip(start[i, :sum(sizes)].split(sizes), SHAPES)]
+        members.append((params, cls(params, **kwargs)))
+    for _ in range(4):
+        grads = [torch.randn(K, *s) for s in SHAPES]
+        for leaf, g in zip(leaves, grads):
+            leaf.grad = g.clone()
+        batched.step()
+        for i, (params, opt) in enumerate(members):
+            for p, g in zip(params, grads):
+                p.grad = g[i].clone()
+            opt.step()
+    for i, (params, _) in enumerate(members):
+        row = torch.cat([p.detach().flatten() for p in params])
+        torch.testing.assert_close(buffer[i, :sum(sizes)], row, rtol=1e-6, atol=1e-7)
+    assert torch.all(buffer[:, sum(sizes):] == 0), "padding must stay zero"
+
+
 @pytest.mark.parametrize("make", [lambda p: torch.optim.LBFGS(p), lambda p: torch.optim.SparseAdam(p),
                                   lambda p: torch.optim.Adafactor(p)], ids=["LBFGS", "SparseAdam", "Adafactor"])
 def test_non_elementwise_refused(make):

@@ -165,6 +165,29 @@ def test_clipping_is_per_member():
     assert (norms > clip).any() and (norms < clip).any()
 
 
+class Tempered(NytoModule):
+    """A 0-dim parameter (its leaf is [K]) next to matrices: clipping and Adam's state per member."""
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+        self.temperature = nn.Parameter(torch.tensor(1.5))
+
+    def forward(self, x):
+        return F.log_softmax(self.fc(x) / self.temperature, dim=1)
+
+
+SHAPES[Tempered] = (8,)
+
+
+@pytest.mark.filterwarnings("ignore:Swarm.spawn")  # the temperature starts equal in every member
+def test_scalar_parameters_clip_and_step_per_member():
+    kw = dict(cls=Tempered, optimizer=OPTIMIZERS["adam"], grad_clip_norm=0.05, evolve_every=2)
+    seq_swarm, _, _ = run(False, **kw)
+    bat_swarm, trainer, _ = run(True, **kw)
+    assert [tuple(leaf.shape) for leaf in trainer._batched_run.model.leaves] == [(4,), (4, 4, 8), (4, 4)]
+    torch.testing.assert_close(rows(bat_swarm), rows(seq_swarm), atol=ATOL, rtol=RTOL)
+
+
 def test_dropout_members_draw_their_own_masks():
     """Dropout statistically: in train mode each member draws its own mask (K different
     masks per batch), zeroing about p of the units; in eval mode the batched forward
@@ -203,6 +226,7 @@ def test_no_copies_between_gradient_and_apso_phases():
     swarm = make_swarm()
     pointers = [b.data_ptr() for b in swarm.buffers()] + [p.data_ptr() for m in swarm for p in m.parameters()]
     params = [list(m.parameters()) for m in swarm]
+    row0 = [p.data_ptr() for p in params[0]]  # a leaf is a parameter's [K, *shape] view: starts at row 0
     seen = []
 
     class Watch(Callback):
@@ -213,7 +237,7 @@ def test_no_copies_between_gradient_and_apso_phases():
     trainer.fit(make_data(batches=6), epochs=2, progress=False, evolve_every=2, subset_size=4,
                 optimizer=OPTIMIZERS["adam"], callbacks=[Watch()])
     assert len(seen) == 6
-    assert all(s == pointers[:1] for s in seen)  # the optimizer steps the swarm's own buffer
+    assert all(s == row0 for s in seen)  # the optimizer steps the swarm's own buffer
     assert [b.data_ptr() for b in swarm.buffers()] + [p.data_ptr() for m in swarm for p in m.parameters()] == pointers
     assert all(a is b for ps, m in zip(params, swarm) for a, b in zip(ps, m.parameters()))
     # and a member is an ordinary module with the trained values
