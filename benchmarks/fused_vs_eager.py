@@ -1,8 +1,9 @@
 """Side-by-side timing of nytorch_ext against what users write today.
 
 Every row of a table runs in this process on the same data, after warm-up, and the
-implementations of one workload are timed round-robin (one call of each per round)
-so that machine noise hits them alike. Before anything is timed, the result of
+implementations of one workload are timed round-robin (one sample of each per round)
+so that machine noise hits them alike; a sample is the mean of back-to-back calls
+lasting about 10 ms (``--cold``: one call, right after the other implementations'). Before anything is timed, the result of
 every implementation is compared with a float64 reference; a disagreement stops
 the run with a non-zero exit status and names the implementation. Reported per
 row: median and min-max time over the rounds, effective GB/s (the bytes that must
@@ -174,38 +175,54 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _call_seconds(fn, device: str) -> float:
+def _call_seconds(fn, device: str, calls: int = 1) -> float:
+    """Seconds per call of ``calls`` back-to-back calls of ``fn``."""
     if device == "cuda":
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        fn()
+        for _ in range(calls):
+            fn()
         end.record()
         end.synchronize()
-        return start.elapsed_time(end) / 1e3
+        return start.elapsed_time(end) / 1e3 / calls
     t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - t0) / calls
+
+
+# A sample of a fast call is the mean of back-to-back calls lasting about this long (as
+# timeit and torch.utils.benchmark do): one call of a few microseconds is mostly timer and
+# the cache misses left by the implementation timed before it. COLD = True (--cold) times
+# one call per round instead: every call then starts after the others have run.
+SAMPLE_SECONDS = 0.01
+MAX_CALLS = 5000
+COLD = False
 
 
 def time_round_robin(fns: dict, device: str, rounds: int, warmup: int, budget: float) -> dict:
-    """Seconds per call of each function, one call of each per round. Warm-up runs
-    `warmup` rounds (at least 2; fewer than `warmup` once they took `budget` seconds).
-    The number of timed rounds is `rounds`, lowered (to no fewer than min(5, rounds))
-    so that they take about `budget` seconds."""
-    per_round, spent, done = 0.0, 0.0, 0
+    """Seconds per call of each function, one sample of each per round. Warm-up runs
+    `warmup` rounds (at least 2; fewer than `warmup` once they took `budget` seconds)
+    and fixes each function's calls per sample (see SAMPLE_SECONDS). The number of
+    timed rounds is `rounds`, lowered (to no fewer than min(5, rounds)) so that they
+    take about `budget` seconds."""
+    spent, done = 0.0, 0
+    last = {name: 0.0 for name in fns}
     while done < max(2, warmup) and (done < 2 or spent < budget):
-        _sync(device)
-        t0 = time.perf_counter()
-        for fn in fns.values():
+        for name, fn in fns.items():
+            _sync(device)
+            t0 = time.perf_counter()
             fn()
-        _sync(device)
-        per_round = time.perf_counter() - t0
-        spent, done = spent + per_round, done + 1
+            _sync(device)
+            last[name] = time.perf_counter() - t0
+        spent, done = spent + sum(last.values()), done + 1
+    calls = {name: 1 if COLD else max(1, min(MAX_CALLS, int(SAMPLE_SECONDS / max(t, 1e-9)))) for name, t in last.items()}
+    per_round = sum(last[name] * calls[name] for name in fns)
     n = max(min(5, rounds), min(rounds, int(budget / max(per_round, 1e-9))))
     times: dict = {name: [] for name in fns}
     for _ in range(n):
         for name, fn in fns.items():
-            times[name].append(_call_seconds(fn, device))
+            times[name].append(_call_seconds(fn, device, calls[name]))
     return times
 
 
@@ -1186,6 +1203,9 @@ def parse_args(argv):
                    help=f"subset of {','.join(WORKLOADS)}")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads(N) first (default: torch's choice)")
     p.add_argument("--compile", action="store_true", help="also time torch.compile of the eager expressions")
+    p.add_argument("--cold", action="store_true",
+                   help="one call per sample, right after the other implementations' (default: each sample is "
+                        "the mean of back-to-back calls lasting about 10 ms)")
     p.add_argument("--json", metavar="PATH", help="write machine-readable results here")
     p.add_argument("--plot", metavar="PATH",
                    help="draw the headline speedups and GB/s against size (PNG; needs matplotlib)")
@@ -1215,6 +1235,8 @@ def main(argv=None) -> int:
 
 
 def run(args, argv) -> int:
+    global COLD
+    COLD = bool(args.cold)
     settings = dict(TINY if args.tiny else QUICK if args.quick else FULL)
     if args.rounds:
         settings["rounds"] = args.rounds
@@ -1233,7 +1255,9 @@ def run(args, argv) -> int:
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(f"peer: {ny}; {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in load) if load else 'unknown'} "
           "at the start (other work on a shared machine slows the multi-threaded rows)")
-    print(f"{command}\nround-robin timing after {max(2, settings['warmup'])} warm-up rounds (at least 2 and about "
+    sampling = ("one call per sample (--cold)" if COLD else
+                f"a sample is the mean of back-to-back calls lasting about {SAMPLE_SECONDS * 1e3:g} ms")
+    print(f"{command}\nround-robin timing ({sampling}) after {max(2, settings['warmup'])} warm-up rounds (at least 2 and about "
           f"{settings['budget']:g} s at most); "
           f"n: timed rounds, up to {settings['rounds']} (at least {min(5, settings['rounds'])}, about "
           f"{settings['budget']:g} s per case); GB/s: the bytes that must move over the median time; %copy: of a "

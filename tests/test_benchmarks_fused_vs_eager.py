@@ -309,3 +309,37 @@ def test_plot_draws_the_headline_speedups_first(monkeypatch, tmp_path):
     assert bench.plot(rows, str(tmp_path / "p.png")).startswith("plot written")
     assert bars == [("vs nytorch 1.1.0", [-0.2, 0.8], [10.0, 3.0]), ("vs torch._foreach_*", [0.2, 1.2], [1.2, 0.5])]
     assert "headline speedups" in titles[0]
+
+
+@pytest.mark.parametrize("cold", [False, True])
+def test_a_sample_is_back_to_back_calls_unless_cold(monkeypatch, cold):
+    """Warm (default): each sample is the mean of back-to-back calls lasting about
+    SAMPLE_SECONDS, so a fast call is timed many times per sample and a slow one once;
+    --cold: one call per sample."""
+    monkeypatch.setattr(bench, "COLD", cold)
+    counts = {"fast": 0, "slow": 0}
+
+    def fast():
+        counts["fast"] += 1
+
+    def slow():
+        counts["slow"] += 1
+        end = bench.time.perf_counter() + 2 * bench.SAMPLE_SECONDS
+        while bench.time.perf_counter() < end:
+            pass
+
+    times = bench.time_round_robin({"fast": fast, "slow": slow}, "cpu", rounds=5, warmup=2, budget=0.0)
+    assert len(times["fast"]) == len(times["slow"]) == 5
+    assert counts["slow"] == 2 + 5  # warm-up rounds, then one call per sample
+    if cold:
+        assert counts["fast"] == 2 + 5
+    else:
+        assert counts["fast"] > 2 + 5 * 10
+    assert min(times["slow"]) >= 2 * bench.SAMPLE_SECONDS > max(times["fast"])
+
+
+def test_cold_flag_is_reported(tmp_path):
+    out = run_script("--tiny", "--device", "cpu", "--workloads", "axpby_", "--shapes", "flat", "--sizes", "1e3",
+                     "--cold")
+    assert out.returncode == 0, out.stderr
+    assert "one call per sample (--cold)" in out.stdout
