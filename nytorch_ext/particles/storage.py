@@ -60,7 +60,7 @@ class Storage:
     def settle(self, keep=None) -> None:
         """Before writing these buffers in place: evaluate the lazy products that
         read them (all but ``keep``), so they keep the values they were built from."""
-        if not self.dependents.data:  # the WeakSet's own set: len() of a WeakSet is Python code
+        if not self.dependents:
             return
         for product in list(self.dependents):
             if product is not keep and not product.is_materialized:
