@@ -112,11 +112,12 @@ def count_collectives() -> dict:
     return log
 
 
-def train(swarm_or_shard, epochs=EPOCHS, checkpoint=None, resume_from=None, callbacks=(), fit=None):
+def train(swarm_or_shard, epochs=EPOCHS, checkpoint=None, resume_from=None, callbacks=(), fit=None, batched=False):
     """The run: SGD with momentum, APSO with noise every 2 batches, validation, and
-    EarlyStopping(restore_best=True) (never stopping: the best epoch's weights at the end)."""
+    EarlyStopping(restore_best=True) (never stopping: the best epoch's weights at the end);
+    ``batched``: the trainer's batched=."""
     loader, val = make_data()
-    trainer = SwarmTrainer(swarm_or_shard, device="cpu", seed=7)
+    trainer = SwarmTrainer(swarm_or_shard, device="cpu", seed=7, batched=batched)
     # restore_best: its saved best weights (a swarm state inside a callback state) are gathered / cut too
     cbs = list(callbacks) + [EarlyStopping("val_loss", patience=10, restore_best=True)] \
         + ([Checkpoint(checkpoint)] if checkpoint else [])
@@ -151,7 +152,7 @@ def scenario_train(out, args):
     result = {}
     if args.get("scratch", True):
         trainer = train(distributed.shard(make_swarm(), world), checkpoint=args.get("checkpoint"),
-                        callbacks=[counter] if counter else [])
+                        callbacks=[counter] if counter else [], batched=args.get("batched", False))
         result["scratch"] = summary(trainer)
         if counter:
             result["steps"] = counter.steps

@@ -62,6 +62,24 @@ def test_two_ranks_are_bit_identical_to_one_process(w2, reference):
         assert_same(results[rank]["scratch"], reference)
 
 
+def test_batched_training_on_two_ranks_matches_one_batched_process(tmp_path, one_thread):
+    """batched=True on each rank's block: the members one process's batched run makes (to
+    rounding: a batched matmul over 2-3 members may add in another order than over 5), the
+    same History structure on both ranks."""
+    ref = scenario.summary(scenario.train(scenario.make_swarm(), batched=True))
+    run = launch("train", 2, tmp_path, {"batched": True}, timeout=120)
+    assert run["codes"] == [0, 0], explain(run)
+    for rank in (0, 1):
+        got = run["results"][rank]["scratch"]
+        for i, (a, b) in enumerate(zip(got["swarm"]["members"], ref["swarm"]["members"])):
+            for key in a:
+                torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4, msg=f"member {i} {key}")
+        assert [e["best"] for e in got["history"]["evolutions"]] == [e["best"] for e in ref["history"]["evolutions"]]
+        torch.testing.assert_close(torch.tensor(got["history"]["batch_loss"]), torch.tensor(ref["history"]["batch_loss"]),
+                                   atol=1e-5, rtol=1e-4)
+    assert run["results"][0]["scratch"]["history"] == run["results"][1]["scratch"]["history"]
+
+
 def test_one_loss_all_gather_and_one_broadcast_per_group_per_apso_step_and_nothing_per_batch(w2):
     _, results = w2
     for rank in (0, 1):
