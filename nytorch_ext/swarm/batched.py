@@ -291,11 +291,12 @@ def batched_optimizer_state(optimizer, model: BatchedSwarm, states) -> dict:
     merged_groups = [{**settings, **(first_settings or {}), "params": list(range(len(group["params"])))}]
     merged: dict = {}
     if states[0]["state"]:
+        pids = [list(s["param_groups"][0]["params"]) for s in states]  # each member's parameter ids
         for pos, j in enumerate(positions):
             leaf, shape = model.leaves[j], model.slots[j].shape
             entry: dict = {}
             for i, s in enumerate(states):
-                pid = list(s["param_groups"][0]["params"])[j]
+                pid = pids[i][j]
                 saved = s["state"].get(pid)
                 if not isinstance(saved, dict):
                     raise ValueError(f"optimizer[{i}]: no saved state for parameter {pid!r}")
