@@ -9,6 +9,8 @@ namespace nytorch_ext {
 PyObject* views_in_place(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
 // entries_are(dicts, names, values) -> bool (placement.cpp).
 PyObject* entries_are(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
+// attributes_are(objects, name, values) -> bool (placement.cpp).
+PyObject* attributes_are(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
 // parameter_views(flat, offsets, shapes, ndims, requires_grad) -> list (parameters.cpp).
 PyObject* parameter_views(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
 // copy_module_tree(sources, ..., params, nyto_ids, kernel, cell) -> (modules, places)

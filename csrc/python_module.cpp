@@ -36,6 +36,9 @@ PyMethodDef methods[] = {
     {"entries_are", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
                         &nytorch_ext::entries_are)),
      METH_FASTCALL, "Whether dicts[i].get(names[i]) is values[i] for every i."},
+    {"attributes_are", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
+                           &nytorch_ext::attributes_are)),
+     METH_FASTCALL, "Whether getattr(objects[i], name) is values[i] for every i."},
     {"parameter_views", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
                             &nytorch_ext::parameter_views)),
      METH_FASTCALL, "nn.Parameter objects that are contiguous views of a flat buffer."},

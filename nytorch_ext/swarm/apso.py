@@ -36,6 +36,14 @@ class ApsoResult:
     best: int
     blended: dict = field(default_factory=dict)
 
+    @classmethod
+    def _of(cls, indices: list, best: int, blended: dict) -> "ApsoResult":
+        """A step's result, built without the frozen dataclass's ``__init__`` (one
+        ``object.__setattr__`` per field: several times the cost of filling ``__dict__``)."""
+        result = object.__new__(cls)
+        result.__dict__.update(indices=indices, best=best, blended=blended)
+        return result
+
 
 def choose_subset(size: int, subset_size: int, *, replace: bool = True, generator=None) -> list:
     """``subset_size`` member indices of a pool of ``size``: with replacement (the
@@ -49,7 +57,9 @@ def choose_subset(size: int, subset_size: int, *, replace: bool = True, generato
 def blend_plan(indices: list, losses: list, alpha: float) -> tuple[int, dict]:
     """The subset's best (lowest loss; the first drawn among ties, as the seed's
     stable sort) and each other distinct member's effective weight."""
-    best = min(indices, key=lambda i: losses[i])
+    best = min(indices, key=losses.__getitem__)
+    if len(set(indices)) == len(indices):  # no repeats: each weight is the one-draw weight
+        return best, dict.fromkeys([i for i in indices if i != best], 1.0 - (1.0 - alpha))
     counts: dict = {}
     for i in indices:
         if i != best:
@@ -77,20 +87,19 @@ def blend_toward_best(storages: dict[int, Storage], best: int, weights: dict, no
     for i in members:
         storages[i].settle()
     source = storages[best].buffers
-    alphas = [float(weights[i]) for i in members]
-    groups = len(source)
+    alphas = list(map(float, weights.values()))
     if seed is not None:
         seed = int64_bits(seed, "seed")
     # Group g of every member's storage has one dtype and device (one layout): the
     # prepared entry skips the public function's conversions and grouping, and the op
     # still checks everything. Flat buffers never require grad: no no_grad needed.
-    for g in range(groups):
+    for g, shared in enumerate(source):
         targets = [storages[i].buffers[g] for i in members]
         if seed is None:
-            ops.prepared.multi_blend_(targets, [source[g]], alphas, True)
+            ops.prepared.multi_blend_(targets, [shared], alphas, True)
         else:
-            ops.prepared.multi_blend_noise_(targets, [source[g]], alphas, float(noise), seed,
-                                            [noise_stream(i, g, groups) for i in members], True)
+            ops.prepared.multi_blend_noise_(targets, [shared], alphas, float(noise), seed,
+                                            [noise_stream(i, g, len(source)) for i in members], True)
 
 
 def apso_step(pool, losses, alpha: float, subset_size: int | None = None, *, noise: float = 0.0,
@@ -111,6 +120,11 @@ def apso_step(pool, losses, alpha: float, subset_size: int | None = None, *, noi
     Every argument is checked before anything is written."""
     if not isinstance(pool, MemberPool):
         pool = ParticlePool(pool)
+    return step_pool(pool, losses, alpha, subset_size, noise, replace, generator)
+
+
+def step_pool(pool: MemberPool, losses, alpha, subset_size, noise, replace, generator) -> ApsoResult:
+    """:func:`apso_step` on a :class:`MemberPool` (a Swarm calls this directly)."""
     size = len(pool)
     losses = member_losses(losses, size)
     if not (type(alpha) is float and 0.0 < alpha < 1.0):  # a float in (0, 1) is one as it stands
@@ -127,4 +141,4 @@ def apso_step(pool, losses, alpha: float, subset_size: int | None = None, *, noi
     best, weights = blend_plan(indices, losses, alpha)
     if weights:
         blend_toward_best(storages, best, weights, noise, noise_seed(generator) if noise > 0 else None)
-    return ApsoResult(indices, best, weights)
+    return ApsoResult._of(indices, best, weights)

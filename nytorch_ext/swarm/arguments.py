@@ -51,12 +51,18 @@ def flag(value, name: str) -> bool:
     return value
 
 
+_CHECKED_GENERATOR: list = [None]  # the last generator found a CPU one (a generator keeps its device)
+
+
 def subset_generator(generator):
     """None (torch's default generator) or a CPU torch.Generator."""
-    if generator is not None and not isinstance(generator, torch.Generator):
+    if generator is None or generator is _CHECKED_GENERATOR[0]:
+        return generator
+    if not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-    if generator is not None and generator.device.type != "cpu":
+    if generator.device.type != "cpu":
         raise ValueError("generator must be a CPU torch.Generator (it draws indices and seeds, not data)")
+    _CHECKED_GENERATOR[0] = generator
     return generator
 
 
@@ -65,9 +71,10 @@ def member_losses(losses, size: int) -> list[float]:
     tensors included) with one entry per member; anything else (a 2-D tensor, strings,
     nested sequences) is refused rather than flattened. NaN is refused: the best member
     would be undefined."""
-    if type(losses) is list and len(losses) == size and all([type(x) is float for x in losses]) \
-            and not any(map(math.isnan, losses)):
-        return list(losses)  # the common case: floats as they stand, none NaN
+    if type(losses) is list and len(losses) == size and all([type(x) is float for x in losses]):
+        total = sum(losses)
+        if total == total:  # the common case: floats as they stand, none NaN (a NaN sum: checked below)
+            return list(losses)
     shape = getattr(losses, "shape", None)
     if isinstance(losses, Tensor) or (shape is not None and hasattr(losses, "ndim")):
         if len(shape) != 1:

@@ -14,7 +14,7 @@ from torch import Tensor
 from .. import ops
 from ..particles.mtype import DIFFERENT_SPECIES, SpeciesError
 from ..particles.storage import Storage
-from .apso import ApsoResult, apso_step
+from .apso import ApsoResult, step_pool
 from .arguments import finite_real, member_losses
 from .construction import adopt_modules, spawn_members
 from .member_state import check_module_state, install_compact_state
@@ -153,7 +153,7 @@ class Swarm(Sequence, MemberPool):
                   replace: bool = True, generator: torch.Generator | None = None) -> ApsoResult:
         """:func:`~nytorch_ext.swarm.apso_step` on this swarm: one ``multi_blend_``
         launch per group over the subset's rows."""
-        return apso_step(self, losses, alpha, subset_size, noise=noise, replace=replace, generator=generator)
+        return step_pool(self, losses, alpha, subset_size, noise, replace, generator)
 
     def momentum_(self, prev, prev2, beta: float) -> "Swarm":
         """Every member at once: ``W <- W + beta*(W_prev - W_prev2)``, one lincomb

@@ -21,12 +21,10 @@ from ..particles.module import NytoModuleBase
 from ..particles.arithmetic import whole_kernel
 from ..particles.mtype import DIFFERENT_SPECIES, SpeciesError
 from ..particles.particle_module import ParticleModule
-from ..particles.placement import entries_are, views_in_place
+from ..particles.placement import attributes_are, entries_are, views_in_place
 from ..particles.product import ParamProduct
 from ..particles.storage import Storage
 
-_STORAGE = operator.attrgetter("storage")
-_PARAMS = operator.attrgetter("params")
 _DIRTY = operator.itemgetter(0)
 
 
@@ -109,8 +107,8 @@ class StorageCheck:
         species = self.species
         return (owner is self.owner and not species.pending
                 and (species.version, species.config_version) == self.versions
-                and all(map(operator.is_, map(_STORAGE, self.kernels), self.storages))
-                and all(map(operator.is_, map(_PARAMS, self.kernels), self.tables))
+                and attributes_are(self.kernels, "storage", self.storages)
+                and attributes_are(self.kernels, "params", self.tables)
                 and not any(map(_DIRTY, self.cells))
                 and bool(entries_are(*self.places))
                 and bool(views_in_place(self.params, self.addresses, self.sizes)))

@@ -10,9 +10,11 @@ from particle_models import mixed_params
 def _placement_impls():
     from nytorch_ext.particles import placement
     from nytorch_ext.ops._extension import _C
-    impls = [pytest.param((placement._python_views_in_place, placement._python_entries_are), id="python")]
+    impls = [pytest.param((placement._python_views_in_place, placement._python_entries_are,
+                           placement._python_attributes_are), id="python")]
     compiled = pytest.mark.skipif(_C is None, reason="the compiled extension is not loaded")
-    impls.append(pytest.param((getattr(_C, "views_in_place", None), getattr(_C, "entries_are", None)),
+    impls.append(pytest.param(tuple(getattr(_C, name, None) for name in ("views_in_place", "entries_are",
+                                                                          "attributes_are")),
                               id="compiled", marks=compiled))
     return impls
 
@@ -27,7 +29,7 @@ def _placed_views():
 
 @pytest.mark.parametrize("impls", _placement_impls())
 def test_views_in_place_sees_every_way_a_view_is_lost(impls):
-    views_in_place, _ = impls
+    views_in_place = impls[0]
     layout, buffers, params = _placed_views()
     addresses = layout.addresses(buffers)
     assert views_in_place(params, addresses, layout.sizes) is True
@@ -51,7 +53,7 @@ def test_views_in_place_sees_every_way_a_view_is_lost(impls):
 
 @pytest.mark.parametrize("impls", _placement_impls())
 def test_entries_are_checks_identity_and_missing_names(impls):
-    _, entries_are = impls
+    entries_are = impls[1]
     a, b = torch.zeros(1), torch.zeros(1)
     table = {"w": a, "b": None}
     assert entries_are([table, table], ["w", "b"], [a, None]) is True
@@ -59,6 +61,27 @@ def test_entries_are_checks_identity_and_missing_names(impls):
     assert entries_are([table], ["gone"], [a]) is False
     assert entries_are([table], ["gone"], [None]) is True  # as dict.get: a missing name is None
     assert entries_are([], [], []) is True
+
+
+class _Holder:
+    def __init__(self, storage):
+        self.storage = storage
+
+
+@pytest.mark.parametrize("impls", _placement_impls())
+def test_attributes_are_checks_identity_and_raises_for_a_missing_attribute(impls):
+    attributes_are = impls[2]
+    a, b = torch.zeros(1), torch.zeros(1)
+    holders = [_Holder(a), _Holder(b)]
+    assert attributes_are(holders, "storage", [a, b]) is True
+    assert attributes_are(holders, "storage", [a, a]) is False  # another object
+    assert attributes_are(holders, "storage", [b, b]) is False  # the first one decides
+    assert attributes_are([_Holder(b.clone())], "storage", [b]) is False  # equal values, another object
+    assert attributes_are([], "storage", []) is True
+    holders[1].storage = a
+    assert attributes_are(holders, "storage", [a, b]) is False  # a replaced attribute is seen
+    with pytest.raises(AttributeError):
+        attributes_are([object()], "storage", [None])  # as getattr, not a silent False
 
 
 def test_compiled_placement_checks_reject_bad_arguments():
@@ -78,6 +101,12 @@ def test_compiled_placement_checks_reject_bad_arguments():
         _C.views_in_place(params[:1], ["x"], layout.sizes[:1])
     with pytest.raises(TypeError, match=r"dicts\[0\] is not a dict"):
         _C.entries_are([[1]], ["w"], [None])
+    with pytest.raises(TypeError, match="a list, a str and a list"):
+        _C.attributes_are((_Holder(1),), "storage", [1])
+    with pytest.raises(TypeError, match="a list, a str and a list"):
+        _C.attributes_are([_Holder(1)], 3, [1])
+    with pytest.raises(ValueError, match="2 objects but 1 values"):
+        _C.attributes_are([_Holder(1), _Holder(2)], "storage", [1])
     with pytest.raises(ValueError, match="1 dicts but 2 names"):
         _C.entries_are([{}], ["a", "b"], [None])
     with pytest.raises(TypeError, match="three lists"):

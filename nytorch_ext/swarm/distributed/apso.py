@@ -45,7 +45,7 @@ def sharded_apso_step(sharded, losses, alpha: float, subset_size: int | None = N
     indices = choose_subset(sharded.size, subset_size, replace=replace, generator=generator)
     best, weights = blend_plan(indices, everyone, alpha)
     if not weights:  # the same on every rank: nobody moves, nothing is sent
-        return ApsoResult(indices, best, weights)
+        return ApsoResult._of(indices, best, weights)
     seed = noise_seed(generator) if noise > 0 else None
     rows = sharded.broadcast_rows(best, storages)
     mine = {i: w for i, w in weights.items() if sharded.owns(i)}
@@ -53,4 +53,4 @@ def sharded_apso_step(sharded, losses, alpha: float, subset_size: int | None = N
         targets = {i: storages[i - sharded.offset] for i in mine}
         targets[best] = storages[best - sharded.offset] if sharded.owns(best) else _Rows(rows)
         blend_toward_best(targets, best, mine, noise, seed)
-    return ApsoResult(indices, best, weights)
+    return ApsoResult._of(indices, best, weights)
