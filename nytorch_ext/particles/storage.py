@@ -4,7 +4,7 @@
 owns the operations on them: :meth:`Storage.settle` evaluates the lazy products
 that read the buffers before anything writes them (so those keep the values they
 were built from), :meth:`Storage.blend_` writes them in place,
-:meth:`Storage.bump_versions` records a write made through another view, and
+:func:`bump_versions` records a write that bypassed the parameters' version counters, and
 :meth:`Storage.row` makes a buffer that is a row of a larger [K, N] one.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import operator
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 from torch import Tensor
@@ -73,13 +73,7 @@ class Storage:
         alpha), one pass per group, after settling the lazy products that read them."""
         self.settle(keep=keep)
         blend_buffers_(self.buffers if buffers is None else buffers, sources, alpha)
-
-    def bump_versions(self) -> None:
-        """A write through another view of the buffers (e.g. a swarm's [K, N] base)
-        bypassed their version counters: bump them, so that autograd and products
-        holding an older version know."""
-        for buffer in self.buffers:
-            torch.autograd.graph.increment_version(buffer)
+        bump_versions([self])
 
     @staticmethod
     def row(base: Tensor, index: int) -> Tensor:
@@ -88,6 +82,16 @@ class Storage:
         would look like a write to all): what :meth:`ParticleKernel.adopt` takes."""
         n = int(base.shape[1])
         return own_version_view(base, int(base.storage_offset()) + index * n, n)
+
+
+def bump_versions(storages: Iterable[Storage]) -> None:
+    """Record a write into these storages' buffers that autograd did not see on
+    their parameters (a parameter keeps a version counter of its own, and a write
+    through the buffers or a swarm's [K, N] base bypasses it): bump the buffers' and
+    the parameters' counters, in one call, so that a pending backward that saved the
+    old values refuses ("modified by an inplace operation"), as after an in-place
+    write to a parameter in PyTorch, and products holding an older version know."""
+    torch.autograd.graph.increment_version([t for st in storages for t in (*st.buffers, *st.params)])
 
 
 def blend_buffers_(targets: Sequence[Tensor], sources: Sequence[Tensor], alpha: float) -> None:

@@ -118,17 +118,11 @@ class BatchedSwarm:
         bases = self.swarm.buffers()
         return len(bases) == len(self.bases) and all(a is b for a, b in zip(bases, self.bases))
 
-    def settle(self) -> None:
-        """Before a write into the leaves: the lazy products reading the members' rows
-        take their values first."""
-        for st in self.swarm.storages().values():
-            st.settle()
-
-    def written(self) -> None:
-        """After a write into the leaves (not through the rows): bump the rows'
-        version counters, as a write through the members' own parameters would."""
-        for st in self.swarm.storages().values():
-            st.bump_versions()
+    def writing(self):
+        """The context of a write into the leaves (an optimizer step): the swarm's
+        :meth:`~nytorch_ext.swarm.Swarm.writing` (lazy products reading the members
+        settled first, the rows' versions bumped after)."""
+        return self.swarm.writing()
 
     # ---------------------------------------------------------- forward
 

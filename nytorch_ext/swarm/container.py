@@ -6,14 +6,15 @@ launch per group, and the members stay ordinary modules in between.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+from typing import Iterator, Sequence
 
 import torch
 from torch import Tensor
 
 from .. import ops
 from ..particles.mtype import DIFFERENT_SPECIES, SpeciesError
-from ..particles.storage import Storage
+from ..particles.storage import Storage, bump_versions
 from .apso import ApsoResult, step_pool
 from .arguments import finite_real, member_losses
 from .construction import adopt_modules, spawn_members
@@ -160,16 +161,29 @@ class Swarm(Sequence, MemberPool):
         launch per group over the [K, N] buffers. ``prev`` and ``prev2`` are swarms
         of this species or :meth:`snapshot` results."""
         beta = finite_real(beta, "beta")
-        storages = self.storages()
+        self.storages()  # caught up first: prev and prev2 are checked against the current buffers
         bufs_prev = self._history(prev, "prev")
         bufs_prev2 = self._history(prev2, "prev2")
-        for st in storages.values():
-            st.settle()
-        for b, p, p2 in zip(self._base, bufs_prev, bufs_prev2):  # buffers never require grad
-            ops.lincomb_([1.0, beta, -beta], [b, p, p2])
-        for st in storages.values():  # written through the bases, not the rows
-            st.bump_versions()
+        with self.writing() as bases:
+            for b, p, p2 in zip(bases, bufs_prev, bufs_prev2):  # buffers never require grad
+                ops.lincomb_([1.0, beta, -beta], [b, p, p2])
         return self
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[list[Tensor]]:
+        """A write into the [K, N] buffers (or views of them, such as a batched
+        optimizer's leaves) that bypasses the members' own parameters: on entry the
+        lazy products reading any member take their values, the context gives the
+        buffers, and on exit (raised or not) every member's rows get a new version, as a
+        write through their parameters would, so autograd and products holding an
+        older version know."""
+        storages = list(self.storages().values())
+        for st in storages:
+            st.settle()
+        try:
+            yield list(self._base)
+        finally:
+            bump_versions(storages)  # written through the bases, not the rows or the parameters
 
     def snapshot(self) -> list[Tensor]:
         """A copy of the [K, N] buffers (for momentum's W_{t-1}, W_{t-2})."""

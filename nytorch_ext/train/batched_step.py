@@ -313,9 +313,8 @@ class BatchedSteps(GradientSteps):
             if settings.clip_value is not None:
                 for g in grads:
                     g.clamp_(-settings.clip_value, settings.clip_value)
-        self.model.settle()
-        opt.step()
-        self.model.written()
+        with self.model.writing():
+            opt.step()
         if self.schedulers is not None:
             self.schedulers[0].step()
 

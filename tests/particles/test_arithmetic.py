@@ -69,3 +69,26 @@ def test_blend_bad_partners_raise_and_change_nothing():
     with pytest.raises(ValueError, match="different layouts"):
         a.blend_(b, 0.5)
     assert all(torch.equal(p, q) for p, q in zip(values(a), before))
+
+
+def _pending_backward(module):
+    """A loss whose backward needs ``module``'s parameters as they are now."""
+    out = module.fc(torch.randn(3, 5)).square().sum() + (module.inner.w * module.inner.w.detach()).sum()
+    return out
+
+
+@pytest.mark.parametrize("write", ["particle blend_", "product blend_"])
+def test_in_place_blend_invalidates_a_pending_backward(write):
+    # as an in-place write to a parameter in PyTorch: the backward of a graph that
+    # saved the old values must refuse, not silently use the new ones
+    torch.manual_seed(0)
+    a = nyto.ParticleModule(Net())
+    b = a.randn()
+    loss = _pending_backward(a.root_module)
+    if write == "particle blend_":
+        a.blend_(b, 0.25)
+    else:
+        a.product().blend_(b.product(), 0.25)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+    _pending_backward(b.root_module).backward()  # the partner was only read: its graph still runs

@@ -77,9 +77,8 @@ def test_leaves_share_the_buffers_and_optimizer_writes_reach_the_members():
     model.forward(x).square().sum().backward()
     opt = torch.optim.SGD(model.leaves, lr=0.1)
     grads = [leaf.grad.clone() for leaf in model.leaves]
-    model.settle()
-    opt.step()
-    model.written()
+    with model.writing():
+        opt.step()
     for i, m in enumerate(swarm):
         row = torch.cat([p.detach().flatten() for p in m.parameters()])
         want = torch.cat([p.flatten() for p in before[i]])
@@ -97,9 +96,8 @@ def test_members_stay_ordinary_modules():
     swarm = swarm_of(MLP)
     model = BatchedSwarm(swarm)
     x = torch.randn(3, 6)
-    with torch.no_grad():
+    with torch.no_grad(), model.writing():
         model.leaves[0][2].mul_(0.5)
-    model.written()
     torch.testing.assert_close(swarm[2](x), model.forward(x)[2].detach(), rtol=1e-5, atol=1e-6)
 
 

@@ -425,6 +425,28 @@ def test_swarm_repacks_members_moved_out_of_their_rows():
     swarm.apso_step([1.0, 2.0, 3.0], 0.5, generator=torch.Generator().manual_seed(0))
 
 
+@pytest.mark.parametrize("args, error", [
+    (("cuda:0",) if not torch.cuda.is_available() else ("cuda:999",), (AssertionError, RuntimeError)),
+    ((torch.int32,), TypeError),
+    (("cpu", torch.int64), TypeError),
+    (("no-such-device",), RuntimeError),
+])
+def test_swarm_to_bad_target_changes_nothing(args, error):
+    # the first member's first tensor fails (or nn.Module.to refuses the dtype up front):
+    # no member moves, the buffers and the one-pass check stay as they were
+    swarm = Swarm(make_pool(3))
+    buffers = swarm.buffers()
+    before = [flat_values(m) for m in swarm]
+    with pytest.raises(error):
+        swarm.to(*args)
+    assert all(a is b for a, b in zip(swarm.buffers(), buffers))
+    for m, v in zip(swarm, before):
+        assert {p.device.type for p in m.parameters()} == {"cpu"}
+        assert {p.dtype for p in m.parameters()} == {torch.float32}
+        torch.testing.assert_close(flat_values(m), v)
+    swarm.apso_step([1.0, 2.0, 3.0], 0.5, generator=torch.Generator().manual_seed(0))  # still one layout
+
+
 def test_swarm_state_dict_round_trip():
     swarm = Swarm(make_pool(4))
     state = copy.deepcopy(swarm.state_dict())
@@ -562,3 +584,51 @@ def test_apso_step_property_matches_the_seed_loop(k, data, replace, seed, alpha)
     assert set(result.blended) == set(result.indices) - {best}
     for m, e in zip(pool, expected):
         torch.testing.assert_close(flat_values(m), e, rtol=1e-5, atol=1e-6)
+
+
+def test_swarm_writing_settles_products_first_and_bumps_versions_even_when_the_write_raises():
+    swarm = Swarm(make_pool(3))
+    lazy = swarm[1].product() * 2.0  # reads member 1's row
+    expected = 2.0 * flat_values(swarm[1])
+    row = swarm.storages()[1].buffers[0]
+    version = row._version
+    with pytest.raises(RuntimeError, match="mid-write"):
+        with swarm.writing() as bases:
+            assert [b.shape for b in bases] == [b.shape for b in swarm.buffers()]
+            bases[0].zero_()  # through the [K, N] buffer, not the parameters
+            raise RuntimeError("mid-write")
+    assert row._version > version  # the write is recorded though it raised
+    torch.testing.assert_close(flat_values(lazy.module()), expected)  # the product kept its values
+    assert flat_values(swarm[1]).abs().max() == 0
+
+
+def _member_loss(member):
+    """A loss whose backward needs ``member``'s parameters as they are now."""
+    return member(torch.randn(3, 5)).square().sum()
+
+
+def test_apso_step_invalidates_pending_backwards_of_moved_members_only():
+    swarm = Swarm(make_pool(4))
+    losses = [_member_loss(m) for m in swarm]
+    result = swarm.apso_step([0.0, 1.0, 2.0, 3.0], 0.5, 3, replace=False, generator=torch.Generator().manual_seed(0))
+    moved = set(result.blended)
+    assert moved and len(moved) < 4
+    for i, loss in enumerate(losses):
+        if i in moved:  # its parameters changed under the graph: refused, as in PyTorch
+            with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+                loss.backward()
+        else:  # the best and the members not drawn: untouched, their graphs still run
+            loss.backward()
+
+
+def test_momentum_and_writing_invalidate_pending_backwards():
+    swarm = Swarm(make_pool(3))
+    loss = _member_loss(swarm[1])
+    swarm.momentum_(swarm.snapshot(), [torch.zeros_like(b) for b in swarm.buffers()], 0.5)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+    loss = _member_loss(swarm[2])
+    with swarm.writing() as bases:
+        bases[0].mul_(0.5)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
