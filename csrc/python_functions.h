@@ -11,6 +11,8 @@ PyObject* views_in_place(PyObject* self, PyObject* const* args, Py_ssize_t nargs
 PyObject* entries_are(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
 // attributes_are(objects, name, values) -> bool (placement.cpp).
 PyObject* attributes_are(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
+// increment_versions(lists) -> None (versions.cpp).
+PyObject* increment_versions(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
 // parameter_views(flat, offsets, shapes, ndims, requires_grad) -> list (parameters.cpp).
 PyObject* parameter_views(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
 // copy_module_tree(sources, ..., params, nyto_ids, kernel, cell) -> (modules, places)

@@ -39,6 +39,9 @@ PyMethodDef methods[] = {
     {"attributes_are", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
                            &nytorch_ext::attributes_are)),
      METH_FASTCALL, "Whether getattr(objects[i], name) is values[i] for every i."},
+    {"increment_versions", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
+                               &nytorch_ext::increment_versions)),
+     METH_FASTCALL, "Bump the version counter of every tensor of every list."},
     {"parameter_views", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
                             &nytorch_ext::parameter_views)),
      METH_FASTCALL, "nn.Parameter objects that are contiguous views of a flat buffer."},

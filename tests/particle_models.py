@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import gc
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -190,3 +191,15 @@ def mixed_params() -> list:
     return [(0, torch.randn(3, 3, generator=g)), (1, torch.randn(5, generator=g)),
             (2, torch.randn(2, generator=g).double()), (3, torch.randn(1, generator=g)),
             (7, torch.randn(0, generator=g)), (4, torch.randn(2, 2, generator=g).half())]
+
+
+def python_and_compiled(python_impl, compiled_name):
+    """pytest params of a helper's two implementations: ``python_impl`` and the compiled
+    ``_C.<compiled_name>`` (a tuple of names gives a tuple of functions), the latter
+    skipped where the extension is not loaded."""
+    from nytorch_ext.ops._extension import _C
+    names = (compiled_name,) if isinstance(compiled_name, str) else tuple(compiled_name)
+    compiled = tuple(getattr(_C, name, None) for name in names)
+    loaded = pytest.mark.skipif(_C is None, reason="the compiled extension is not loaded")
+    return [pytest.param(python_impl, id="python"),
+            pytest.param(compiled[0] if isinstance(compiled_name, str) else compiled, id="compiled", marks=loaded)]

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from .. import ops
+from ..ops._extension import native
 from .layout import Layout
 from .memory import data_address, own_version_view
 from .placement import views_in_place
@@ -73,7 +74,7 @@ class Storage:
         alpha), one pass per group, after settling the lazy products that read them."""
         self.settle(keep=keep)
         blend_buffers_(self.buffers if buffers is None else buffers, sources, alpha)
-        bump_versions([self])
+        bump_versions([self], buffers=False)  # the op bumped the buffers
 
     @staticmethod
     def row(base: Tensor, index: int) -> Tensor:
@@ -84,14 +85,28 @@ class Storage:
         return own_version_view(base, int(base.storage_offset()) + index * n, n)
 
 
-def bump_versions(storages: Iterable[Storage]) -> None:
+def _python_increment_versions(lists: list) -> None:
+    torch.autograd.graph.increment_version([t for tensors in lists for t in tensors])
+
+
+# increment_versions(lists): bump the version counter of every tensor of every list
+# (one C call; torch's increment_version converts each tensor through pybind11).
+increment_versions = native("increment_versions", _python_increment_versions)
+
+
+def bump_versions(storages: Iterable[Storage], buffers: bool = True) -> None:
     """Record a write into these storages' buffers that autograd did not see on
     their parameters (a parameter keeps a version counter of its own, and a write
-    through the buffers or a swarm's [K, N] base bypasses it): bump the buffers' and
-    the parameters' counters, in one call, so that a pending backward that saved the
-    old values refuses ("modified by an inplace operation"), as after an in-place
-    write to a parameter in PyTorch, and products holding an older version know."""
-    torch.autograd.graph.increment_version([t for st in storages for t in (*st.buffers, *st.params)])
+    through the buffers or a swarm's [K, N] base bypasses it): bump the parameters'
+    counters (and the buffers', unless ``buffers=False``: a write by our ops has bumped
+    those already), so that a pending backward that saved the old values refuses
+    ("modified by an inplace operation"), as after an in-place write to a parameter in
+    PyTorch, and products holding an older version know."""
+    storages = list(storages)
+    lists = [st.params for st in storages]
+    if buffers:
+        lists += [st.buffers for st in storages]
+    increment_versions(lists)
 
 
 def blend_buffers_(targets: Sequence[Tensor], sources: Sequence[Tensor], alpha: float) -> None:

@@ -100,7 +100,7 @@ def blend_toward_best(storages: dict[int, Storage], best: int, weights: dict, no
         else:
             ops.prepared.multi_blend_noise_(targets, [shared], alphas, float(noise), seed,
                                             [noise_stream(i, g, len(source)) for i in members], True)
-    bump_versions([storages[i] for i in members])  # a pending backward of a moved member refuses
+    bump_versions([storages[i] for i in members], buffers=False)  # a pending backward of a moved member refuses
 
 
 def apso_step(pool, losses, alpha: float, subset_size: int | None = None, *, noise: float = 0.0,

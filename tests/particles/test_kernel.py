@@ -13,7 +13,7 @@ from torch import nn
 import nytorch_ext as nyto
 from nytorch_ext import SpeciesError
 from particle_models import (MyModel, Big, Inner, Lin, Mixed, Net, Outer, as_lists, assert_values, inside, species,
-                       storage_ptr, values)
+                       python_and_compiled, storage_ptr, values)
 
 
 def _groups(module):
@@ -584,10 +584,7 @@ def _copy_tree_with(impl, root):
 
 def _tree_copy_impls():
     from nytorch_ext.particles import kernel as kernel_module
-    from nytorch_ext.ops._extension import _C
-    compiled = pytest.mark.skipif(_C is None, reason="the compiled extension is not loaded")
-    return [pytest.param(kernel_module.python_copy_module_tree, id="python"),
-            pytest.param(getattr(_C, "copy_module_tree", None), id="compiled", marks=compiled)]
+    return python_and_compiled(kernel_module.python_copy_module_tree, "copy_module_tree")
 
 
 @pytest.mark.parametrize("impl", _tree_copy_impls())

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from nytorch_ext.particles.layout import ALIGN_BYTES, Layout, flatten_into
-from particle_models import mixed_params
+from particle_models import mixed_params, python_and_compiled
 
 
 def test_layout_groups_by_dtype_and_keeps_order():
@@ -45,10 +45,7 @@ def test_equal_layouts_compare_equal():
 
 
 def _parameter_impls():
-    from nytorch_ext.ops._extension import _C
-    compiled = pytest.mark.skipif(_C is None, reason="the compiled extension is not loaded")
-    return [pytest.param(None, id="python"), pytest.param(getattr(_C, "parameter_views", None), id="compiled",
-                                                         marks=compiled)]
+    return python_and_compiled(None, "parameter_views")
 
 
 @pytest.mark.parametrize("impl", _parameter_impls())

@@ -4,19 +4,14 @@ import pytest
 import torch
 
 from nytorch_ext.particles.layout import Layout, flatten_into
-from particle_models import mixed_params
+from particle_models import mixed_params, python_and_compiled
 
 
 def _placement_impls():
     from nytorch_ext.particles import placement
-    from nytorch_ext.ops._extension import _C
-    impls = [pytest.param((placement._python_views_in_place, placement._python_entries_are,
-                           placement._python_attributes_are), id="python")]
-    compiled = pytest.mark.skipif(_C is None, reason="the compiled extension is not loaded")
-    impls.append(pytest.param(tuple(getattr(_C, name, None) for name in ("views_in_place", "entries_are",
-                                                                          "attributes_are")),
-                              id="compiled", marks=compiled))
-    return impls
+    return python_and_compiled((placement._python_views_in_place, placement._python_entries_are,
+                                placement._python_attributes_are),
+                               ("views_in_place", "entries_are", "attributes_are"))
 
 
 def _placed_views():
