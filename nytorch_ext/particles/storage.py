@@ -12,7 +12,7 @@ from __future__ import annotations
 import operator
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
@@ -94,7 +94,7 @@ def _python_increment_versions(lists: list) -> None:
 increment_versions = native("increment_versions", _python_increment_versions)
 
 
-def bump_versions(storages: Iterable[Storage], buffers: bool = True) -> None:
+def bump_versions(storages: Sequence[Storage], buffers: bool = True) -> None:
     """Record a write into these storages' buffers that autograd did not see on
     their parameters (a parameter keeps a version counter of its own, and a write
     through the buffers or a swarm's [K, N] base bypasses it): bump the parameters'
@@ -102,7 +102,6 @@ def bump_versions(storages: Iterable[Storage], buffers: bool = True) -> None:
     those already), so that a pending backward that saved the old values refuses
     ("modified by an inplace operation"), as after an in-place write to a parameter in
     PyTorch, and products holding an older version know."""
-    storages = list(storages)
     lists = [st.params for st in storages]
     if buffers:
         lists += [st.buffers for st in storages]

@@ -121,7 +121,7 @@ class BatchedSwarm:
     def writing(self):
         """The context of a write into the leaves (an optimizer step): the swarm's
         :meth:`~nytorch_ext.swarm.Swarm.writing` (lazy products reading the members
-        settled first, the rows' versions bumped after)."""
+        settled first; the rows' and the members' parameters' versions bumped after)."""
         return self.swarm.writing()
 
     # ---------------------------------------------------------- forward

@@ -174,9 +174,9 @@ class Swarm(Sequence, MemberPool):
         """A write into the [K, N] buffers (or views of them, such as a batched
         optimizer's leaves) that bypasses the members' own parameters: on entry the
         lazy products reading any member take their values, the context gives the
-        buffers, and on exit (raised or not) every member's rows get a new version, as a
-        write through their parameters would, so autograd and products holding an
-        older version know."""
+        buffers, and on exit (raised or not) every member's rows and parameters get a new
+        version, as a write through the parameters would, so a pending backward that
+        saved the old values refuses and products holding an older version know."""
         storages = list(self.storages().values())
         for st in storages:
             st.settle()
