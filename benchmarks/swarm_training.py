@@ -12,7 +12,10 @@ APSO step's cost is amortised over the batches. Implementations:
   optimizer), except that the subset is drawn from the same torch generator as the
   trainer's (the seed draws with ``random.choices``) so that both make the same members;
 - ``sequential``: ``SwarmTrainer(swarm, batched=False).fit(...)``;
-- ``batched``: ``SwarmTrainer(swarm, batched=True).fit(...)``.
+- ``batched``: ``SwarmTrainer(swarm, batched=True).fit(...)``;
+- ``batched_rule`` (with ``--conv-rule``): the same, its convolutions left to torch's
+  own vmap batching rule (NCHW grouped convolutions) instead of
+  :mod:`nytorch_ext.swarm.grouped_conv`'s channels-last ones.
 
 Models: ``mlp`` (64-64-10), ``conv8`` (the seed ConvNet adapted to 8x8 inputs, as in
 examples/apso_digits.py) and ``conv28`` (the seed ConvNet on 28x28). Before timing, one
@@ -32,6 +35,7 @@ Run: ``python benchmarks/swarm_training.py [--quick] [--json out.json]``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -42,6 +46,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import nytorch_ext
+import nytorch_ext.swarm.batched as batched_module
 from nytorch_ext.swarm import Swarm, choose_subset
 from nytorch_ext.train import SwarmTrainer
 
@@ -144,7 +149,7 @@ class SeedRun:
 
 
 class TrainerRun:
-    def __init__(self, make, states, data, k, every, seed, batched):
+    def __init__(self, make, states, data, k, every, seed, batched, conv_rule=False):
         torch.manual_seed(0)
         modules = []
         for s in states:
@@ -153,9 +158,25 @@ class TrainerRun:
             modules.append(nytorch_ext.ParticleModule(m))
         self.swarm = Swarm.from_modules(modules)
         self.trainer = SwarmTrainer(self.swarm, "cpu", seed=seed, batched=batched)
-        self.data, self.every, self.started = data, every, False
+        self.data, self.every, self.started, self.conv_rule = data, every, False, conv_rule
 
     def epoch(self):
+        with self._rule() if self.conv_rule and not self.started else contextlib.nullcontext():
+            self._fit()
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _rule():
+        """The first fit builds (and later fits keep) a batched model without the grouped,
+        channels-last convolutions."""
+        real = batched_module.member_conv_mode
+        batched_module.member_conv_mode = lambda module: contextlib.nullcontext()
+        try:
+            yield
+        finally:
+            batched_module.member_conv_mode = real
+
+    def _fit(self):
         self.trainer.fit(self.data, epochs=1, optimizer=None if self.started else
                          (lambda params: torch.optim.SGD(params, lr=LR)), loss=F.nll_loss,
                          evolve_every=self.every, alpha=ALPHA, progress=False)
@@ -180,7 +201,8 @@ def make_runs(model: str, k: int, batches: int, every: int, impls):
         if impl == "seed":
             runs[impl] = SeedRun(model_classes(nytorch)[model][0], states, data, k, every, seed=7)
         else:
-            runs[impl] = TrainerRun(make_ext, states, data, k, every, seed=7, batched=impl == "batched")
+            runs[impl] = TrainerRun(make_ext, states, data, k, every, seed=7, batched=impl != "sequential",
+                                    conv_rule=impl == "batched_rule")
     return runs
 
 
@@ -236,6 +258,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="K in {4, 12}, 16 batches, 3 repeats (under a minute)")
     ap.add_argument("--tiny", action="store_true", help="a smoke run: K=2, the MLP, 4 batches")
     ap.add_argument("--json", help="write the rows as JSON to this path")
+    ap.add_argument("--conv-rule", action="store_true",
+                    help="also time batched_rule: the batched trainer with torch's own conv batching rule")
     args = ap.parse_args(argv)
     if args.quick:
         args.ks, args.batches, args.repeats = "4,12", 16, 3
@@ -250,7 +274,8 @@ def main(argv=None) -> int:
 
 
 def run(args) -> int:
-    impls = (["seed"] if nytorch is not None else []) + ["sequential", "batched"]
+    impls = (["seed"] if nytorch is not None else []) + ["sequential", "batched"] + (
+        ["batched_rule"] if args.conv_rule else [])
     if nytorch is None:
         print("nytorch is not installed (pip install nytorch==1.1.0): no seed rows", file=sys.stderr)
     rows = []

@@ -14,7 +14,9 @@
 - :meth:`BatchedSwarm.forward`: ``torch.func.vmap`` (:func:`~.member_vmap.member_vmap`) over member 0's module called with
   the leaves in place of its parameters (``torch.func.functional_call``'s swap),
   the parameters batched on dim 0 and the input shared
-  (``randomness="different"``: each member draws its own dropout masks).
+  (``randomness="different"``: each member draws its own dropout masks). Its ``conv2d``
+  calls run as one grouped, channels-last convolution on the CPU
+  (:mod:`~nytorch_ext.swarm.grouped_conv`).
 
 :func:`unsupported_model` says why a swarm's members cannot be run this way (checked
 without running them). An optimizer over the leaves and K per-member optimizers hold the
@@ -27,6 +29,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .grouped_conv import member_conv_mode
 from .member_vmap import member_vmap
 
 __all__ = ["BatchedSwarm", "unsupported_model", "member_optimizer_states", "batched_optimizer_state",
@@ -79,6 +82,7 @@ class BatchedSwarm:
         self.leaves = [self._leaf_of(s) for s in self.slots]
         self._buffer_names = [n for n, _ in self.module.named_buffers()]
         self._places = self._swap_places()
+        self._conv_mode = member_conv_mode(self.module)  # the members' conv2d as one grouped, channels-last one
         self._mapped: dict = {}
 
     def _leaf_of(self, slot):
@@ -159,7 +163,7 @@ class BatchedSwarm:
         key = (head, other_dim, len(inputs), len(extra))
         fn = self._mapped.get(key)
         if fn is None:
-            module = self.module
+            module, conv_mode = self.module, self._conv_mode
             p_places, b_places = self._places
             places = p_places + b_places
             n_params, n_buffers, n_inputs = len(self.leaves), len(others), len(inputs)
@@ -174,7 +178,8 @@ class BatchedSwarm:
                         table[key] = params[j]
                     for table, key, j in b_places:
                         table[key] = buffers[j]
-                    out = module(*rest[:n_inputs])
+                    with conv_mode:
+                        out = module(*rest[:n_inputs])
                 finally:
                     for (table, key, _), old in zip(places, saved):
                         table[key] = old
