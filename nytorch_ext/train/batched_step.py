@@ -67,7 +67,8 @@ ELEMENTWISE = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim
 
 # batched="auto" batches only where benchmarks/swarm_training.py measured it faster on the
 # CPU (docs/benchmarks.md#batched-swarm-training): from 8 members (below, about even or
-# slower), and not models with convolutions (the 28x28 ConvNet is slower batched)
+# slower), and not models with convolutions (the 28x28 ConvNet is slower batched; the 8x8
+# one faster, but the image size is not known before the data is seen)
 AUTO_MIN_MEMBERS = 8
 CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
@@ -80,8 +81,9 @@ def auto_declines(swarm) -> str | None:
                 f"{AUTO_MIN_MEMBERS}); batched=True batches it anyway")
     for name, sub in swarm[0].named_modules():
         if isinstance(sub, CONVOLUTIONS):
-            return (f"the model has convolutions ({name}: {type(sub).__name__}), where batched training "
-                    f"measured no faster on the CPU; batched=True batches it anyway")
+            return (f"the model has convolutions ({name}: {type(sub).__name__}): batched training measured "
+                    f"faster on the CPU for small images (8x8) but slower for larger ones (28x28); "
+                    f"batched=True batches it anyway")
     return None
 
 
