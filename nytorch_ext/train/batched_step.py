@@ -32,13 +32,16 @@ What differs from the sequential step (:mod:`~nytorch_ext.train.step`):
 ``batched=True`` a model or optimizer it cannot batch raises (``ValueError`` /
 ``TypeError`` naming the cause); with ``"auto"`` it warns with the cause and the run is
 sequential, as it is where batching measured no faster (:func:`auto_declines`: fewer than
-8 members, or convolutions). Besides the static checks
+8 members, convolutions other than ``Conv2d``; and, found by the probe, a ``Conv2d`` output
+of more than :data:`AUTO_MAX_CONV2D_OUTPUT` elements per sample). Besides the static checks
 (:func:`~nytorch_ext.swarm.batched.unsupported_model`) it probes the model: one batched
 forward and backward on the first training batch, with every random state saved and
 restored around it and the gradients dropped, so the run is unchanged.
 """
 from __future__ import annotations
 
+import contextlib
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -67,24 +70,49 @@ ELEMENTWISE = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim
 
 # batched="auto" batches only where benchmarks/swarm_training.py measured it faster on the
 # CPU (docs/benchmarks.md#batched-swarm-training): from 8 members (below, about even or
-# slower), and not models with convolutions (the 28x28 ConvNet is slower batched; the 8x8
-# one faster, but the image size is not known before the data is seen)
+# slower); Conv2d models only where every Conv2d's output is small (the seed ConvNet on
+# 8x8 images, at most 640 elements per sample, 1.5-1.6x faster; on 28x28, 5760, 0.6-0.8x:
+# the limit lies between, where nothing was measured); no other convolutions (not measured)
 AUTO_MIN_MEMBERS = 8
+AUTO_MAX_CONV2D_OUTPUT = 2048
 CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
 def auto_declines(swarm) -> str | None:
     """Why ``batched="auto"`` trains ``swarm`` one member at a time although it could
-    batch it: where batched training measured no faster (see :data:`AUTO_MIN_MEMBERS`)."""
+    batch it, as far as the model tells without data: where batched training measured
+    no faster (see :data:`AUTO_MIN_MEMBERS`). Conv2d layers are judged by the probe
+    (:func:`probe`'s ``conv2d_limit``)."""
     if len(swarm) < AUTO_MIN_MEMBERS:
         return (f"a swarm of {len(swarm)} members (batched training measured no faster below "
                 f"{AUTO_MIN_MEMBERS}); batched=True batches it anyway")
     for name, sub in swarm[0].named_modules():
-        if isinstance(sub, CONVOLUTIONS):
-            return (f"the model has convolutions ({name}: {type(sub).__name__}): batched training measured "
-                    f"faster on the CPU for small images (8x8) but slower for larger ones (28x28); "
-                    f"batched=True batches it anyway")
+        if isinstance(sub, CONVOLUTIONS) and type(sub) is not nn.Conv2d:
+            return (f"the model has convolutions ({name}: {type(sub).__name__}), where batched training "
+                    f"was not measured faster; batched=True batches it anyway")
     return None
+
+
+def _has_conv2d(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in module.modules())
+
+
+@contextlib.contextmanager
+def conv2d_outputs(module: nn.Module):
+    """Records ``(elements per sample, name)`` of every ``Conv2d`` output of ``module``
+    inside the block (in a batched forward: per member) into the yielded list."""
+    seen: list = []
+
+    def record(name, out):  # [B, C, H, W], or [C, H, W] for one unbatched sample
+        seen.append((math.prod(out.shape[1:] if out.dim() == 4 else out.shape), name))
+
+    hooks = [m.register_forward_hook(lambda _m, _i, out, name=name: record(name, out))
+             for name, m in module.named_modules() if isinstance(m, nn.Conv2d)]
+    try:
+        yield seen
+    finally:
+        for h in hooks:
+            h.remove()
 
 
 def check_batched(value):
@@ -166,10 +194,13 @@ def batched_losses(mode: str, model: BatchedSwarm, loss_fn, head, x, y, weight):
     return out, values
 
 
-def probe(model: BatchedSwarm, train, batch_format, loss_fn, settings: StepSettings, device):
+def probe(model: BatchedSwarm, train, batch_format, loss_fn, settings: StepSettings, device,
+          conv2d_limit: int | None = None):
     """One batched forward, loss and backward on ``train``'s first batch: returns
     ``(reason, loss_mode)``, ``reason`` None when it ran. Every RNG state (and the
-    loader's generators) is restored and the leaves' gradients dropped afterwards."""
+    loader's generators) is restored and the leaves' gradients dropped afterwards.
+    ``conv2d_limit`` (``batched="auto"``): a ``Conv2d`` output of more elements per
+    sample is a reason too (batched measured slower there)."""
     saved = rng_state(train)
     try:
         try:
@@ -179,10 +210,16 @@ def probe(model: BatchedSwarm, train, batch_format, loss_fn, settings: StepSetti
         x, y, w = batch_format.split(batch)
         x, y, w = to_device(x, device), to_device(y, device), to_device(w, device)
         try:
-            with settings.precision.autocast():
+            with settings.precision.autocast(), conv2d_outputs(model.module) as convs:
                 written = model.buffers_written(x)
         except Exception as e:
             return f"vmap cannot run the model's forward: {_first_line(e)}", None
+        if conv2d_limit is not None and convs and max(convs)[0] > conv2d_limit:
+            size, name = max(convs)
+            return (f"the model's convolution {name} outputs {size} elements per sample (more than "
+                    f"{conv2d_limit}), where batched training measured slower on the CPU (the seed ConvNet on "
+                    f"28x28 images; on 8x8 images, at most 640 elements, it measured faster); batched=True "
+                    f"batches it anyway"), None
         if written:
             return (f"the model's forward writes into its buffers {written}; a batched forward runs on copies "
                     f"of them (or on the one buffer the members share), so the writes would not be each "
@@ -249,10 +286,13 @@ def plan_run(choice, swarm, previous: BatchedRun | None, optimizer, previous_opt
             reason = unsupported_optimizer(opt)
             error = TypeError
     mode, probed = None, (loss_fn, settings.precision)
-    if reason is None and previous is not None and model is previous.model and previous.probed == probed:
+    judge_convs = choice == "auto" and _has_conv2d(swarm[0])  # on this run's data: probe again
+    if (reason is None and previous is not None and model is previous.model and previous.probed == probed
+            and not judge_convs):
         mode = previous.loss_mode  # the same model, loss and precision ran the last run
     elif reason is None:
-        reason, mode = probe(model, train, batch_format, loss_fn, settings, device)
+        reason, mode = probe(model, train, batch_format, loss_fn, settings, device,
+                             AUTO_MAX_CONV2D_OUTPUT if judge_convs else None)
         error = ValueError
     if reason is None:
         return BatchedRun(model, mode, probed), [opt]

@@ -85,7 +85,8 @@ class SwarmTrainer:
     (all members in one vmapped forward, one backward and one optimizer step over the
     swarm's buffers; a model or optimizer that cannot be batched raises before
     training) or ``"auto"`` (batched when it can be and measured faster: at least 8
-    members, no convolutions; else one by one with a warning naming the cause); see
+    members, and convolutions only ``Conv2d`` ones with small outputs on the run's first
+    batch; else one by one with a warning naming the cause); see
     :mod:`~nytorch_ext.train.batched_step`.
 
     Attributes: ``swarm``, ``device``, ``generator`` (the APSO subset draws),

@@ -334,7 +334,7 @@ def test_auto_batches_where_it_measured_faster_and_bad_choices_are_refused():
         warnings.simplefilter("error")
         trainer.fit(make_data(), epochs=1, progress=False)
     assert trainer._batched_run is not None and len(trainer.optimizers) == 1
-    for cls, k, why in ((MLP, 4, "a swarm of 4 members"), (Conv, 8, r"convolutions \(root_module.conv1: Conv2d\)")):
+    for cls, k, why in ((MLP, 4, "a swarm of 4 members"), (Conv1dNet, 8, r"convolutions \(root_module.conv: Conv1d\)")):
         trainer = SwarmTrainer(make_swarm(cls, k=k), "cpu", seed=0, batched="auto")
         with pytest.warns(UserWarning, match=why):
             trainer.fit(make_data(cls), epochs=1, progress=False)
@@ -342,6 +342,63 @@ def test_auto_batches_where_it_measured_faster_and_bad_choices_are_refused():
     for bad in ("yes", 1, None):
         with pytest.raises(ValueError, match="batched must be False, True or 'auto'"):
             SwarmTrainer(make_swarm(), "cpu", batched=bad)
+
+
+class Conv1dNet(NytoModule):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 2, 3, padding=1)
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.fc(self.conv(x.unsqueeze(1)).flatten(1))
+
+
+class Pooled(NytoModule):
+    """A Conv2d whose output grows with the image (8 channels x H x W), any image size."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.fc = nn.Linear(8 * 3 * 3, 4)
+
+    def forward(self, x):
+        return self.fc(F.adaptive_avg_pool2d(F.relu(self.conv(x)), 3).flatten(1))
+
+
+SHAPES[Conv1dNet] = (8,)
+
+
+def images(side, batches=2, n=6):
+    g = torch.Generator().manual_seed(5)
+    return [(torch.randn(n, 1, side, side, generator=g), torch.randint(0, 4, (n,), generator=g))
+            for _ in range(batches)]
+
+
+def test_auto_batches_small_convolutions_and_judges_each_runs_data():
+    # the test ConvNet on 6x6 images: conv1 outputs 4 x 6 x 6 = 144 elements per sample
+    trainer = SwarmTrainer(make_swarm(Conv, k=8), "cpu", seed=0, batched="auto")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trainer.fit(make_data(Conv), epochs=1, progress=False)
+    assert trainer._batched_run is not None and len(trainer.optimizers) == 1
+    # 8 x 16 x 16 = 2048 elements: at the limit, batched; 8 x 17 x 17 = 2312: one by one
+    trainer = SwarmTrainer(make_swarm(Pooled, k=8), "cpu", seed=0, batched="auto")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trainer.fit(images(16), epochs=1, progress=False)
+    assert trainer._batched_run is not None
+    before = rows(trainer.swarm)
+    with pytest.warns(UserWarning, match=r"convolution root_module.conv outputs 2312 elements per sample"):
+        trainer.fit(images(17), epochs=1, progress=False, optimizer=lambda p: torch.optim.SGD(p, lr=0.01))
+    assert trainer._batched_run is None and len(trainer.optimizers) == 8
+    assert not torch.equal(rows(trainer.swarm), before)  # it trained, one member at a time
+    # batched=True batches large convolutions anyway
+    forced = SwarmTrainer(make_swarm(Pooled, k=8), "cpu", seed=0, batched=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        forced.fit(images(17), epochs=1, progress=False)
+    assert forced._batched_run is not None
 
 
 def test_a_loss_vmap_cannot_run_is_computed_per_member():
