@@ -63,15 +63,17 @@ CASES = [
 ]
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")  # torch's, for 2x3
+@pytest.mark.parametrize("kernel", [(3, 3), (1, 1), (2, 3)], ids=["3x3", "1x1", "2x3"])
 @pytest.mark.parametrize("kwargs", CASES, ids=[str(c) or "defaults" for c in CASES])
 @pytest.mark.parametrize("bias", ["member", "shared", None])
-@pytest.mark.parametrize("x_dim", [0, 1])
-def test_equals_the_batching_rule(kwargs, bias, x_dim, calls):
+@pytest.mark.parametrize("x_dim", [0, 1, 3])
+def test_equals_the_batching_rule(kernel, kwargs, bias, x_dim, calls):
     torch.manual_seed(0)
     groups = kwargs.get("groups", 1)
     c, o = 4, 6 if groups != 4 else 8
     x = torch.randn(K, B, c, 7, 6).movedim(0, x_dim).requires_grad_()
-    w = torch.randn(K, o, c // groups, 3, 3, requires_grad=True)
+    w = torch.randn(K, o, c // groups, *kernel, requires_grad=True)
     b = {"member": torch.randn(K, o), "shared": torch.randn(o), None: None}[bias]
     if b is not None:
         b.requires_grad_()
