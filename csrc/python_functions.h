@@ -13,6 +13,9 @@ PyObject* entries_are(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
 PyObject* attributes_are(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
 // increment_versions(lists) -> None (versions.cpp).
 PyObject* increment_versions(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
+// draw_indices(n, k, replace, generator) -> list[int]: torch.randint / torch.randperm's
+// draw (draws.cpp).
+PyObject* draw_indices(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
 // parameter_views(flat, offsets, shapes, ndims, requires_grad) -> list (parameters.cpp).
 PyObject* parameter_views(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
 // copy_module_tree(sources, ..., params, nyto_ids, kernel, cell) -> (modules, places)

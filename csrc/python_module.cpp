@@ -42,6 +42,9 @@ PyMethodDef methods[] = {
     {"increment_versions", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
                                &nytorch_ext::increment_versions)),
      METH_FASTCALL, "Bump the version counter of every tensor of every list."},
+    {"draw_indices", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
+                         &nytorch_ext::draw_indices)),
+     METH_FASTCALL, "torch.randint / torch.randperm's draw of k of n indices, as a list."},
     {"parameter_views", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
                             &nytorch_ext::parameter_views)),
      METH_FASTCALL, "nn.Parameter objects that are contiguous views of a flat buffer."},

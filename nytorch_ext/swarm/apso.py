@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import ops
-from ..ops.validation import int64_bits, probability
+from ..ops._extension import native
+from ..ops.validation import int64_bits, positive_int, probability
 from ..particles.storage import Storage, bump_versions
-from .arguments import flag, member_losses, noise_scale, subset_generator, subset_size as check_subset_size
+from .arguments import flag, member_losses, noise_scale, pool_size, subset_generator, subset_size as check_subset_size
 from .members import MemberPool, ParticlePool
 
 
@@ -45,13 +46,45 @@ class ApsoResult:
         return result
 
 
+def torch_draw(size: int, subset_size: int, replace: bool, generator) -> list:
+    """The subset draw by torch's own ops: what :func:`choose_subset` returns."""
+    if replace:
+        return torch.randint(size, (subset_size,), generator=generator).tolist()
+    return torch.randperm(size, generator=generator).tolist()[:subset_size]
+
+
+def _draws_match_torch(draw) -> bool:
+    """Whether ``draw`` gives torch's numbers and leaves the generator where torch
+    does (checked once, on a few draws)."""
+    for seed, size, k, replace in ((0, 12, 6, True), (1, 12, 6, False), (2, 1, 1, False), (3, 100, 100, False),
+                                   (4, 7, 30, True)):
+        ours, theirs = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+        if (draw(size, k, replace, ours) != torch_draw(size, k, replace, theirs)
+                or not torch.equal(torch.rand(4, generator=ours), torch.rand(4, generator=theirs))):
+            return False
+    return True
+
+
+# _C.draw_indices: the same numbers as torch's randint / randperm kernels (their
+# algorithms on the generator's engine), as a list, without two ops' dispatch and a
+# tolist(); torch's ops wherever it does not reproduce them (another torch version).
+_draw = native("draw_indices", torch_draw)
+if _draw is not torch_draw and not _draws_match_torch(_draw):  # pragma: no cover - a torch that draws otherwise
+    _draw = torch_draw
+
+
 def choose_subset(size: int, subset_size: int, *, replace: bool = True, generator=None) -> list:
     """``subset_size`` member indices of a pool of ``size``: with replacement (the
     seed's ``random.choices``) or without; drawn from ``generator`` (torch's
-    default generator when None, so ``torch.manual_seed`` reproduces them)."""
-    if replace:
-        return torch.randint(size, (subset_size,), generator=generator).tolist()
-    return torch.randperm(size, generator=generator).tolist()[:subset_size]  # the same draw, one op fewer
+    default generator when None, so ``torch.manual_seed`` reproduces them). The
+    numbers are ``torch.randint(size, (subset_size,), generator=generator)``'s, or
+    the first ``subset_size`` of ``torch.randperm(size, generator=generator)``."""
+    size = pool_size(size)
+    if not (type(subset_size) is int and 0 <= subset_size and (replace or subset_size <= size)):
+        subset_size = positive_int(subset_size, "subset_size", minimum=0)
+        if not replace and subset_size > size:
+            raise ValueError(f"subset_size must be at most size {size} without replacement, got {subset_size}")
+    return _draw(size, subset_size, flag(replace, "replace"), subset_generator(generator))
 
 
 def blend_plan(indices: list, losses: list, alpha: float) -> tuple[int, dict]:
@@ -138,7 +171,7 @@ def step_pool(pool: MemberPool, losses, alpha, subset_size, noise, replace, gene
     # reported whether or not the draw would have picked it.
     storages = pool.storages()
 
-    indices = choose_subset(size, subset_size, replace=replace, generator=generator)
+    indices = _draw(size, subset_size, replace, generator)  # choose_subset, its arguments checked above
     best, weights = blend_plan(indices, losses, alpha)
     if weights:
         blend_toward_best(storages, best, weights, noise, noise_seed(generator) if noise > 0 else None)
