@@ -38,7 +38,7 @@ try:  # functorch's private per-level pieces (as member_vmap uses)
 except ImportError:  # pragma: no cover - another torch layout: the batching rule as it is
     AVAILABLE = False
 
-__all__ = ["MemberConvMode", "member_conv_mode", "grouped_channels_last_conv2d", "AVAILABLE"]
+__all__ = ["MemberConvMode", "member_conv_mode", "grouped_channels_last_conv2d", "has_conv2d", "AVAILABLE"]
 
 _CONV2D = torch.conv2d  # torch.nn.functional.conv2d is the same builtin
 
@@ -123,10 +123,15 @@ class MemberConvMode(TorchFunctionMode):
         return _add_batch_dim(out, 1, level)
 
 
+def has_conv2d(module: torch.nn.Module) -> bool:
+    """Whether ``module`` or a submodule is a ``Conv2d``."""
+    return any(isinstance(m, torch.nn.Conv2d) for m in module.modules())
+
+
 def member_conv_mode(module: torch.nn.Module):
     """The context the batched forward of ``module``'s members runs in:
     :class:`MemberConvMode` when ``module`` has a ``Conv2d`` (the mode's Python hook
     sees every torch call, a cost only a convolution repays), else a no-op."""
-    if AVAILABLE and any(isinstance(m, torch.nn.Conv2d) for m in module.modules()):
+    if AVAILABLE and has_conv2d(module):
         return MemberConvMode()
     return contextlib.nullcontext()

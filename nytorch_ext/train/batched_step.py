@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..swarm.batched import BatchedSwarm, batched_optimizer_state, member_optimizer_states, unsupported_model
+from ..swarm.grouped_conv import has_conv2d
 from .batches import to_device
 from .checkpoints import CheckpointFile, class_name
 from .metrics import as_float, weighted_loss
@@ -91,10 +92,6 @@ def auto_declines(swarm) -> str | None:
             return (f"the model has convolutions ({name}: {type(sub).__name__}), where batched training "
                     f"was not measured faster; batched=True batches it anyway")
     return None
-
-
-def _has_conv2d(module: nn.Module) -> bool:
-    return any(isinstance(m, nn.Conv2d) for m in module.modules())
 
 
 @contextlib.contextmanager
@@ -214,8 +211,8 @@ def probe(model: BatchedSwarm, train, batch_format, loss_fn, settings: StepSetti
                 written = model.buffers_written(x)
         except Exception as e:
             return f"vmap cannot run the model's forward: {_first_line(e)}", None
-        if conv2d_limit is not None and convs and max(convs)[0] > conv2d_limit:
-            size, name = max(convs)
+        size, name = max(convs, default=(0, None))
+        if conv2d_limit is not None and size > conv2d_limit:
             return (f"the model's convolution {name} outputs {size} elements per sample (more than "
                     f"{conv2d_limit}), where batched training measured slower on the CPU (the seed ConvNet on "
                     f"28x28 images; on 8x8 images, at most 640 elements, it measured faster); batched=True "
@@ -286,7 +283,7 @@ def plan_run(choice, swarm, previous: BatchedRun | None, optimizer, previous_opt
             reason = unsupported_optimizer(opt)
             error = TypeError
     mode, probed = None, (loss_fn, settings.precision)
-    judge_convs = choice == "auto" and _has_conv2d(swarm[0])  # on this run's data: probe again
+    judge_convs = choice == "auto" and has_conv2d(swarm[0])  # on this run's data: probe again
     if (reason is None and previous is not None and model is previous.model and previous.probed == probed
             and not judge_convs):
         mode = previous.loss_mode  # the same model, loss and precision ran the last run
