@@ -15,7 +15,13 @@ APSO step's cost is amortised over the batches. Implementations:
 - ``batched``: ``SwarmTrainer(swarm, batched=True).fit(...)``;
 - ``batched_rule`` (with ``--conv-rule``): the same, its convolutions left to torch's
   own vmap batching rule (NCHW grouped convolutions) instead of
-  :mod:`nytorch_ext.swarm.grouped_conv`'s channels-last ones.
+  :mod:`nytorch_ext.swarm.grouped_conv`'s channels-last ones;
+- ``floor`` (with ``--floor``, the MLP only): the batched step written by hand for this
+  one model, ``torch.baddbmm`` over the same [K, *shape] views of the swarm's buffers
+  (what ``vmap`` computes, without ``vmap``, the model's modules or the trainer), the same
+  SGD and the same APSO steps (``Swarm.apso_step`` from a generator seeded as the
+  trainer's): how fast batching can be on this machine, and what the batched trainer's
+  own overhead costs.
 
 Models: ``mlp`` (64-64-10), ``conv8`` (the seed ConvNet adapted to 8x8 inputs, as in
 examples/apso_digits.py) and ``conv28`` (the seed ConvNet on 28x28). Before timing, one
@@ -48,6 +54,7 @@ import torch.nn.functional as F
 import nytorch_ext
 import nytorch_ext.swarm.batched as batched_module
 from nytorch_ext.swarm import Swarm, choose_subset
+from nytorch_ext.swarm.batched import BatchedSwarm
 from nytorch_ext.train import SwarmTrainer
 
 try:
@@ -186,6 +193,36 @@ class TrainerRun:
         return [torch.cat([p.detach().flatten() for p in m.parameters()]) for m in self.swarm]
 
 
+class FloorRun(TrainerRun):
+    """The MLP's batched step by hand (see the module docstring): the swarm and
+    generator of a :class:`TrainerRun`, the forward and backward as batched matmuls."""
+
+    def __init__(self, make, states, data, k, every, seed):
+        super().__init__(make, states, data, k, every, seed, batched=True)
+        self.model = BatchedSwarm(self.swarm)
+        names = [n.removeprefix("root_module.") for n, _ in self.swarm[0].named_parameters()]
+        if names != ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]:
+            raise ValueError(f"floor: written for the MLP, got parameters {names}")
+        self.optimizer = torch.optim.SGD(self.model.leaves, lr=LR)
+        self.subset, self.batches = min(6, k), 0
+
+    def epoch(self):
+        k, (w1, b1, w2, b2) = len(self.swarm), self.model.leaves
+        for data, target in self.data:
+            self.optimizer.zero_grad()
+            x = data.flatten(1)
+            hidden = torch.relu(torch.baddbmm(b1.unsqueeze(1), x.expand(k, *x.shape), w1.transpose(1, 2)))
+            out = F.log_softmax(torch.baddbmm(b2.unsqueeze(1), hidden, w2.transpose(1, 2)), dim=-1)
+            losses = F.nll_loss(out.flatten(0, 1), target.repeat(k), reduction="none").view(k, -1).mean(1)
+            losses.sum().backward()
+            with self.model.writing():
+                self.optimizer.step()
+            values = losses.detach().tolist()
+            self.batches += 1
+            if self.batches % self.every == 0:
+                self.swarm.apso_step(values, ALPHA, self.subset, generator=self.trainer.generator)
+
+
 # ------------------------------------------------------------------ running
 
 def make_runs(model: str, k: int, batches: int, every: int, impls):
@@ -200,6 +237,8 @@ def make_runs(model: str, k: int, batches: int, every: int, impls):
     for impl in impls:
         if impl == "seed":
             runs[impl] = SeedRun(model_classes(nytorch)[model][0], states, data, k, every, seed=7)
+        elif impl == "floor":
+            runs[impl] = FloorRun(make_ext, states, data, k, every, seed=7)
         else:
             runs[impl] = TrainerRun(make_ext, states, data, k, every, seed=7, batched=impl != "sequential",
                                     conv_rule=impl == "batched_rule")
@@ -260,6 +299,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="write the rows as JSON to this path")
     ap.add_argument("--conv-rule", action="store_true",
                     help="also time batched_rule: the batched trainer with torch's own conv batching rule")
+    ap.add_argument("--floor", action="store_true",
+                    help="also time floor (MLP rows only): the batched step written by hand, no vmap or trainer")
     args = ap.parse_args(argv)
     if args.quick:
         args.ks, args.batches, args.repeats = "4,12", 16, 3
@@ -281,14 +322,19 @@ def run(args) -> int:
     rows = []
     print(f"ms per training batch (median of {args.repeats} epochs of {args.batches} batches; APSO every "
           f"{args.evolve_every}; {args.threads} thread(s); torch {torch.__version__})")
-    print(f"{'model':7} {'K':>3} " + " ".join(f"{i:>11}" for i in impls) + "  batched/seq  batched/seed  max|diff|")
+    columns = impls + (["floor"] if args.floor else [])
+    print(f"{'model':7} {'K':>3} " + " ".join(f"{i:>11}" for i in columns) + "  batched/seq  batched/seed  max|diff|"
+          + ("  floor/seq" if args.floor else ""))
     for model in args.models.split(","):
         for k in map(int, args.ks.split(",")):
-            r = bench(model, k, args, impls)
+            r = bench(model, k, args, impls + (["floor"] if args.floor and model == "mlp" else []))
             rows.append(r)
             seed = f"{r['speedup_vs_seed']['batched']:12.2f}x" if "speedup_vs_seed" in r else f"{'-':>13}"
-            print(f"{model:7} {k:3d} " + " ".join(f"{r['median_ms'][i]:11.3f}" for i in impls)
-                  + f"  {r['speedup_vs_sequential']['batched']:10.2f}x {seed}  {r['max_diff']:.1e}", flush=True)
+            floor = (f"  {r['speedup_vs_sequential']['floor']:8.2f}x" if "floor" in r["median_ms"]
+                     else f"  {'-':>9}" if args.floor else "")
+            times = (f"{r['median_ms'][i]:11.3f}" if i in r["median_ms"] else f"{'-':>11}" for i in columns)
+            print(f"{model:7} {k:3d} " + " ".join(times)
+                  + f"  {r['speedup_vs_sequential']['batched']:10.2f}x {seed}  {r['max_diff']:.1e}{floor}", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"threads": args.threads, "torch": torch.__version__, "rows": rows}, f, indent=1)

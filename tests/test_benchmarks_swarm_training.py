@@ -47,3 +47,18 @@ def test_a_disagreement_stops_the_run(monkeypatch):
     monkeypatch.setattr(bench.TrainerRun, "members", skewed)
     with pytest.raises(SystemExit, match="batched ends .* away from the sequential trainer's members"):
         bench.main(["--tiny"])
+
+
+def test_the_floor_makes_the_trainers_members(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert bench.main(["--tiny", "--floor", "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["max_diff"] <= 1e-4 and row["median_ms"]["floor"] > 0
+    assert "floor/seq" in capsys.readouterr().out
+
+
+def test_a_floor_that_disagrees_stops_the_run(monkeypatch):
+    real = bench.FloorRun.members
+    monkeypatch.setattr(bench.FloorRun, "members", lambda self: [m + 1.0 for m in real(self)])
+    with pytest.raises(SystemExit, match="floor ends .* away"):
+        bench.main(["--tiny", "--floor"])
