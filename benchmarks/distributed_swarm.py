@@ -8,7 +8,9 @@ Two measurements, both on the CPU (gloo) of this machine:
    baseline), against W=2 ranks under torchrun with one thread each. Reported: the
    median epoch seconds (History's ``seconds``, rank 0) and the speed-up; and, since
    the machine may be shared, each run's CPU seconds per epoch (the busier rank's): the
-   wall time it would take with a free core per process.
+   wall time it would take with a free core per process. ``--batched``: every run trains
+   with ``SwarmTrainer(batched=True)`` (one batched step for the process's or the rank's
+   members) instead of one step per member.
 2. **One APSO step**, our design (one ``all_gather`` of the K losses, one broadcast of
    the best's row per group, each rank blends its own members:
    :func:`nytorch_ext.swarm.distributed.sharded_apso_step`) against the naive one (an
@@ -65,16 +67,17 @@ class CpuTime(Callback):
         self.seconds.append(time.process_time() - self.start)
 
 
-def epoch_seconds(world, epochs: int) -> dict:
+def epoch_seconds(world, epochs: int, batched: bool = False) -> dict:
     """The digits run (apso_digits' defaults) on ``world``: each epoch's wall seconds (the
-    History's) and this process's CPU seconds, after 1 warm-up epoch."""
+    History's) and this process's CPU seconds, after 1 warm-up epoch; ``batched``: the
+    trainer's."""
     import apso_digits
     torch.manual_seed(0)
     train_set, val_set, _, side = apso_digits.digits_data(0.25, 0.2, 0)
     loader = DataLoader(train_set, batch_size=64, shuffle=True, drop_last=True)
     val = DataLoader(val_set, batch_size=512)
     swarm = distributed.shard(apso_digits.create_pool(K, side), world)
-    trainer = SwarmTrainer(swarm, device="cpu", seed=0)
+    trainer = SwarmTrainer(swarm, device="cpu", seed=0, batched=batched)
     cpu = CpuTime()
     history = trainer.fit(loader, val_data=val, epochs=epochs + 1, loss=F.nll_loss,
                           optimizer=lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.5),
@@ -152,7 +155,7 @@ def apso_traffic(world, reps: int) -> dict:
 def rank_main(args) -> None:
     torch.set_num_threads(1)
     world = distributed.init_process_group("gloo", timeout=600)
-    result = {"epoch_seconds": epoch_seconds(world, args.epochs), "apso": apso_traffic(world, args.reps)}
+    result = {"epoch_seconds": epoch_seconds(world, args.epochs, args.batched), "apso": apso_traffic(world, args.reps)}
     if world.is_writer:
         with open(args.result, "w") as f:
             json.dump(result, f)
@@ -162,7 +165,7 @@ def rank_main(args) -> None:
 def single_main(args) -> None:
     torch.set_num_threads(args.threads)
     with open(args.result, "w") as f:
-        json.dump({"epoch_seconds": epoch_seconds(distributed.LocalWorld(), args.epochs)}, f)
+        json.dump({"epoch_seconds": epoch_seconds(distributed.LocalWorld(), args.epochs, args.batched)}, f)
 
 
 def run(cmd, env=None) -> None:
@@ -175,12 +178,13 @@ def driver(args) -> dict:
     me = os.path.abspath(__file__)
     env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     load_before = os.getloadavg()
-    results = {"K": K, "epochs_timed": args.epochs, "cores": os.cpu_count()}
+    results = {"K": K, "epochs_timed": args.epochs, "cores": os.cpu_count(), "batched": args.batched}
+    batched = ["--batched"] if args.batched else []
     with tempfile.TemporaryDirectory() as tmp:
         for threads in (1, 2):
             path = os.path.join(tmp, f"single{threads}.json")
             run([sys.executable, me, "--single", "--threads", str(threads), "--epochs", str(args.epochs),
-                 "--result", path], env)
+                 "--result", path, *batched], env)
             results[f"single_{threads}_thread"] = json.load(open(path))["epoch_seconds"]
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -188,7 +192,7 @@ def driver(args) -> dict:
         path = os.path.join(tmp, "w2.json")
         run([sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
              "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", me, "--rank", "--epochs",
-             str(args.epochs), "--reps", str(args.reps), "--result", path], env)
+             str(args.epochs), "--reps", str(args.reps), "--result", path, *batched], env)
         w2 = json.load(open(path))
     results["w2_1_thread_each"] = w2["epoch_seconds"]
     runs = ("single_1_thread", "single_2_thread", "w2_1_thread_each")
@@ -206,7 +210,7 @@ def driver(args) -> dict:
 
 def report(r: dict) -> str:
     m, c = r["median_epoch_seconds"], r["median_epoch_cpu_seconds"]
-    lines = [f"digits swarm, K={r['K']}, median of {r['epochs_timed']} epoch(s) (load average before/after: "
+    lines = [f"digits swarm, K={r['K']}{', batched=True' if r.get('batched') else ''}, median of {r['epochs_timed']} epoch(s) (load average before/after: "
              f"{r['load_average_before_after'][0][0]:.2f} / {r['load_average_before_after'][1][0]:.2f}, "
              f"{r['cores']} cores)",
              f"  one process, 1 thread:   {m['single_1_thread']:.3f} s/epoch (CPU {c['single_1_thread']:.3f} s)",
@@ -230,6 +234,7 @@ def main(argv=None) -> dict | None:
     p.add_argument("--json", metavar="PATH", help="write the figures there")
     p.add_argument("--epochs", type=int, default=None, help="timed epochs (default 3; 1 with --quick)")
     p.add_argument("--reps", type=int, default=None, help="timed APSO steps per design (default 20; 5 with --quick)")
+    p.add_argument("--batched", action="store_true", help="every run with SwarmTrainer(batched=True)")
     p.add_argument("--rank", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--single", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
