@@ -51,7 +51,7 @@ if _C is None:
     warnings.warn(
         "nytorch_ext: the compiled kernels (nytorch_ext._C) could not be loaded "
         f"({LOAD_ERROR}); using the pure-PyTorch fallback, which gives the same "
-        "results to rounding, more slowly. Reinstall with `pip install --no-build-isolation .` "
+        "results more slowly (the noise ops' normals to rounding). Reinstall with `pip install --no-build-isolation .` "
         "to build them.",
         RuntimeWarning,
         stacklevel=2,

@@ -3,9 +3,11 @@
 Used when nytorch_ext._C is missing, and for CUDA tensors when the extension was
 built without CUDA kernels (see registry.py: the registry adds the compiled ops'
 Autograd rule to the mutating forms). Same argument rules (validation.py) in the
-same order as the kernels. Same math in the same precision: half types are
-computed in float32 and rounded once; the blend is torch.lerp, the same
-two-sided formula as the kernels (|w| < 0.5 picks the branch).
+same order as the kernels. Same math in the same precision and the same roundings,
+so the results are the kernels' bit for bit (tests/ops/test_ops_fallback_bitwise.py):
+half types are computed in float32 and rounded once; the blend is torch.lerp's
+two-sided formula (|w| < 0.5 picks the branch) written out (:func:`_lerp`), since
+torch.lerp's own CPU kernel fuses the multiply and the add, which the kernels never do.
 
 The noise forms draw the same normals as the kernels (philox.philox_normal), but
 unlike the kernels they materialize them: one opmath buffer per target.
@@ -36,8 +38,18 @@ def _axpby_into(out: Tensor, a: float, x: Tensor, b: float, y: Tensor) -> None:
     out.copy_(_opmath(x) * a + _opmath(y) * b)
 
 
+def _lerp(x: Tensor, y: Tensor, weight: float) -> Tensor:
+    """torch.lerp(x, y, weight) rounded as the kernels round it (csrc/functors.h,
+    BlendOp): the weight in x's type, then every product and sum rounded on its own."""
+    w = torch.tensor(weight, dtype=x.dtype)  # 0-dim on the CPU: a scalar operand on any device
+    diff = y - x
+    if -0.5 < float(w) < 0.5:
+        return x + w * diff
+    return y - diff * (1 - w)
+
+
 def _blend_into(out: Tensor, x: Tensor, y: Tensor, alpha: float) -> None:
-    out.copy_(torch.lerp(_opmath(x), _opmath(y), alpha))
+    out.copy_(_lerp(_opmath(x), _opmath(y), alpha))
 
 
 def _lincomb_into(out: Tensor, coeffs: Sequence[float], tensors: Sequence[Tensor], bias: float) -> None:
@@ -48,7 +60,7 @@ def _lincomb_into(out: Tensor, coeffs: Sequence[float], tensors: Sequence[Tensor
 
 
 def _blend_noise_into(t: Tensor, src: Tensor, weight: float, noise_scale: float, seed: int, stream: int) -> None:
-    blended = torch.lerp(_opmath(t), _opmath(src), weight)
+    blended = _lerp(_opmath(t), _opmath(src), weight)
     if noise_scale == 0.0:  # exactly the blend, as the kernels (a -0.0 stays -0.0)
         t.copy_(blended)
         return
