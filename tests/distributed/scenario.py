@@ -248,20 +248,30 @@ def main():
     args = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
     torch.set_num_threads(1)
     rank = int(os.environ["RANK"])
+    import torch.distributed as dist
     try:
         result = globals()[f"scenario_{name}"](out, args)
         torch.save(result, os.path.join(out, f"rank{rank}.pt"))
     except BaseException:
         with open(os.path.join(out, f"rank{rank}.err"), "a") as f:  # one entry per torchrun attempt
             f.write(f"[attempt {os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}]\n{traceback.format_exc()}")
-        raise
-    finally:
-        import torch.distributed as dist
         if dist.is_initialized():
             try:
                 dist.destroy_process_group()
             except Exception:
                 pass
+        raise
+    # Done: every rank past its last collective before any tears the group down, then out
+    # without the interpreter's finalization. Once in CI both ranks of a finished run died
+    # with SIGABRT there ("terminate called without an active exception": gloo's threads
+    # at teardown, cf. pytorch/pytorch#179291), which would read as a failed run.
+    if dist.is_initialized():
+        if name != "hang":  # there the peer is gone by design
+            dist.barrier()
+        dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
